@@ -1,0 +1,41 @@
+# Reactor: `make demo` shows it working, `make test` runs every check. Nothing else to install.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8080
+# CI=true or DEMO_ONCE=1: the demo exits after its first run (status 0 only if it succeeded).
+ONCE   := $(if $(or $(DEMO_ONCE),$(filter true,$(CI))),--once)
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/python scripts/demo.py --port $(PORT) $(ONCE)
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy
+
+unit: $(VENV)/.dev-installed
+	$(BIN)/pytest tests/unit -q
+
+test: lint typecheck $(VENV)/.dev-installed
+	$(BIN)/pytest -q
+	$(MAKE) demo DEMO_ONCE=1 PORT=0
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache examples/quickstart/.reactor

@@ -1,0 +1,35 @@
+"""The Action protocol: how a connector runs one task attempt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+__all__ = ["Action", "LogStream", "TaskRequest"]
+
+LogStream = Literal["stdout", "stderr", "system"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """One attempt of one task: who, where, the template scope and a log sink."""
+
+    run_id: str
+    pipeline: str
+    task_id: str
+    attempt: int
+    scope: Mapping[str, Any]
+    base_dir: Path
+    log: Callable[[LogStream, str], None]
+
+
+class Action(Protocol):
+    """Runs one task attempt and returns its output (JSON-serialisable).
+
+    Raises :class:`reactor.errors.ActionError` with a message for the user on
+    failure. Cancel-safe; never retries by itself (the executor owns retries).
+    """
+
+    async def execute(self, request: TaskRequest) -> Any: ...

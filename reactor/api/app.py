@@ -1,0 +1,150 @@
+"""The FastAPI application: JSON over HTTP for runs, events, pipelines and health."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from reactor.errors import AdmissionError, StoreError
+from reactor.events import Event, InvalidEvent
+
+if TYPE_CHECKING:
+    from reactor.service import Reactor
+
+__all__ = ["create_app"]
+
+MAX_RUNS_PAGE = 10_000
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _pipeline_json(reactor: Reactor, name: str) -> dict[str, Any]:
+    pipeline = reactor.pipelines[name]
+    return {
+        "name": pipeline.name,
+        "description": pipeline.spec.description,
+        "version": pipeline.version,
+        "path": str(pipeline.path),
+        "params": {
+            k: v.model_dump(exclude_defaults=True) | {"type": v.type}
+            for k, v in pipeline.params.items()
+        },
+        "concurrency": pipeline.spec.concurrency.model_dump(),
+        "triggers": [{"id": t.id, "key": t.key, "on": t.spec.on} for t in pipeline.triggers],
+        "tasks": [
+            {"id": t.id, "needs": list(t.needs), "type": t.spec.type_key}
+            for t in pipeline.tasks.values()
+        ],
+    }
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return None
+    return json.loads(raw)
+
+
+def create_app(reactor: Reactor) -> FastAPI:
+    app = FastAPI(
+        title="Reactor",
+        version="0.1.0",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+
+    @app.exception_handler(StoreError)
+    async def store_error(_request: Request, exc: StoreError) -> JSONResponse:
+        return _error(503, str(exc))
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        health = reactor.health()
+        return JSONResponse(health, status_code=503 if health["status"] == "stopping" else 200)
+
+    @app.get("/api/pipelines")
+    async def pipelines() -> list[dict[str, Any]]:
+        return [_pipeline_json(reactor, name) for name in sorted(reactor.pipelines)]
+
+    @app.post("/api/pipelines/{name}/runs", status_code=201)
+    async def run_pipeline(name: str, request: Request) -> Response:
+        try:
+            body = await _json_body(request) or {}
+        except json.JSONDecodeError as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        params = body.get("params", {}) if isinstance(body, dict) else None
+        if not isinstance(params, dict):
+            return _error(400, 'body must be an object like {"params": {...}}')
+        try:
+            run = await reactor.run_now(name, params, actor=request.headers.get("x-actor", "api"))
+        except AdmissionError as exc:
+            status = 404 if name not in reactor.pipelines else 422
+            return _error(status, str(exc))
+        return JSONResponse(run.to_json(), status_code=201)
+
+    @app.get("/api/runs")
+    async def runs(
+        request: Request,
+        pipeline: str | None = None,
+        limit: int = Query(100, ge=1, le=MAX_RUNS_PAGE),
+        cursor: int | None = Query(None, ge=1),
+    ) -> Response:
+        found = await reactor.store.list_runs(pipeline=pipeline, limit=limit, before=cursor)
+        headers = {}
+        if len(found) == limit and found[-1].seq is not None:
+            url = request.url.include_query_params(cursor=found[-1].seq)
+            headers["Link"] = f'<{url}>; rel="next"'
+        return JSONResponse([r.to_json() for r in found], headers=headers)
+
+    @app.get("/api/runs/{run_id}")
+    async def run(run_id: str) -> Response:
+        found = await reactor.store.get_run(run_id)
+        if found is None:
+            return _error(404, f"no run {run_id!r}")
+        tasks = await reactor.store.task_runs(run_id)
+        return JSONResponse(found.to_json() | {"tasks": [t.to_json() for t in tasks]})
+
+    @app.get("/api/runs/{run_id}/logs")
+    async def logs(
+        run_id: str,
+        after: int = Query(0, ge=0),
+        limit: int = Query(1000, ge=1, le=MAX_RUNS_PAGE),
+    ) -> Response:
+        if await reactor.store.get_run(run_id) is None:
+            return _error(404, f"no run {run_id!r}")
+        lines = await reactor.store.logs(run_id, after=after, limit=limit)
+        next_after = lines[-1].seq if lines else after
+        return JSONResponse({"lines": [x.to_json() for x in lines], "next": next_after})
+
+    @app.post("/api/events")
+    async def publish(request: Request) -> Response:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind not in ("application/json", "application/cloudevents+json"):
+            return _error(
+                415,
+                "send the event as application/cloudevents+json or application/json"
+                " (CloudEvents structured mode)",
+            )
+        try:
+            body = await _json_body(request)
+            event = Event.from_cloudevent(body, default_source="reactor/api")
+        except json.JSONDecodeError as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        except InvalidEvent as exc:
+            return _error(400, str(exc))
+        try:
+            result = await reactor.publish(event)
+        except AdmissionError as exc:
+            return _error(503, str(exc))
+        payload = {"event_id": result.event_id, "run_ids": result.run_ids}
+        if result.duplicate:
+            return JSONResponse(payload | {"duplicate": True}, status_code=200)
+        return JSONResponse(payload, status_code=202)
+
+    return app

@@ -1,0 +1,52 @@
+"""Running uvicorn inside Reactor's task group, on a socket bound before it says it started."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from anyio.abc import TaskStatus
+from fastapi import FastAPI
+
+from reactor.errors import ReactorError
+
+__all__ = ["serve_http"]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the CLI owns signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ReactorError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve_http(app: FastAPI, host: str, port: int, *, task_status: TaskStatus[int]) -> None:
+    """Serve ``app`` until cancelled; ``task_status.started(port)`` once listening."""
+    sock = _bind(host, port)
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2
+    )
+    server = _Server(config)
+    task_status.started(sock.getsockname()[1])
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        server.should_exit = True
+        sock.close()

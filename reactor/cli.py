@@ -1,0 +1,349 @@
+"""The ``reactor`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reactor.errors import ReactorError, SpecErrorGroup
+from reactor.params import parse_cli_value
+from reactor.pipelines import load_folder
+from reactor.service import Reactor, Settings
+from reactor.store import RunRecord, TaskRecord, open_store
+from reactor.store.records import FINAL_RUN_STATES
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="reactor",
+    help="Reactor: an event-driven data orchestrator.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+UrlOption = Annotated[
+    str, typer.Option("--url", envvar="REACTOR_URL", help="The running service's address.")
+]
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="REACTOR_STORE",
+        help="sqlite:///relative.db or sqlite:////absolute.db (default: DIR/.reactor/reactor.db).",
+    ),
+]
+
+_STATUS_STYLE = {
+    "queued": "dim",
+    "running": "cyan",
+    "succeeded": "green",
+    "failed": "red",
+    "timed_out": "red",
+    "upstream_failed": "yellow",
+    "cancelled": "yellow",
+    "skipped": "dim",
+    "pending": "dim",
+}
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("watchfiles", "uvicorn", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _store_url(store: str | None, folder: Path) -> str:
+    if store:
+        return store
+    return f"sqlite:///{(folder / '.reactor' / 'reactor.db').resolve()}"
+
+
+class LivePrinter:
+    """Prints one line per run and task state change; counts finished runs."""
+
+    def __init__(self, exit_after: int | None = None) -> None:
+        self.exit_after = exit_after
+        self.finished: list[RunRecord] = []
+        self.enough = anyio.Event()
+
+    def _stamp(self) -> str:
+        return datetime.now().strftime("%H:%M:%S")
+
+    def run_changed(self, run: RunRecord) -> None:
+        style = _STATUS_STYLE.get(run.status, "")
+        what = f"trigger {run.trigger}" if run.trigger else "on demand"
+        extra = f" ({run.reason})" if run.reason and run.status != "succeeded" else ""
+        console.print(
+            f"{self._stamp()} run {run.id} [bold]{run.pipeline}[/bold] "
+            f"[{style}]{run.status}[/{style}] {what if run.status == 'queued' else ''}{extra}"
+        )
+        if run.status in FINAL_RUN_STATES:
+            self.finished.append(run)
+            if self.exit_after is not None and len(self.finished) >= self.exit_after:
+                self.enough.set()
+
+    def task_changed(self, run: RunRecord, task: TaskRecord, note: str) -> None:
+        style = _STATUS_STYLE.get(task.status, "")
+        detail = ""
+        if task.status == "succeeded" and task.output not in (None, ""):
+            shown = json.dumps(task.output, default=str)
+            detail = f" output={shown[:80]}{'...' if len(shown) > 80 else ''}"
+        elif note:
+            detail = f" {note}"
+        console.print(
+            f"{self._stamp()} run {run.id}   task {task.task_id} "
+            f"[{style}]{task.status}[/{style}]{detail}",
+            markup=True,
+        )
+
+
+def _parse_http(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise typer.BadParameter(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+async def _until_signal(scope: anyio.CancelScope, *, task_status: Any) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        count = 0
+        async for signum in signals:
+            count += 1
+            name = signal.Signals(signum).name
+            if count == 1:
+                err.print(f"{name}: stopping (running tasks get the grace period; again to cancel)")
+                scope.cancel()
+            else:
+                err.print(f"{name}: cancelling now")
+                os._exit(130)
+
+
+@app.command()
+def serve(
+    folder: Annotated[Path, typer.Argument(help="The pipelines folder.")],
+    store: StoreOption = None,
+    http: Annotated[
+        str, typer.Option("--http", envvar="REACTOR_HTTP", help="HOST:PORT for the API.")
+    ] = "127.0.0.1:8080",
+    no_http: Annotated[bool, typer.Option("--no-http", help="Serve no HTTP API.")] = False,
+    grace: Annotated[
+        float, typer.Option(envvar="REACTOR_GRACE", help="Seconds running tasks get on stop.")
+    ] = 30.0,
+    max_tasks: Annotated[
+        int, typer.Option(envvar="REACTOR_MAX_TASKS", help="Task attempts running at once.")
+    ] = 64,
+    exit_after: Annotated[
+        int | None,
+        typer.Option(help="Stop after this many runs finished; exit 0 only if all succeeded."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the service: sensors, triggers, runs and the HTTP API."""
+    _setup_logging(verbose)
+    address = None if no_http else _parse_http(http)
+    printer = LivePrinter(exit_after)
+    settings = Settings(max_tasks=max_tasks, grace=grace, http=address)
+
+    async def main() -> None:
+        reactor = Reactor(
+            folder, open_store(_store_url(store, folder)), settings=settings, observers=[printer]
+        )
+        async with anyio.create_task_group() as tg:
+            await tg.start(_until_signal, tg.cancel_scope)
+            async with reactor:
+                where = f"; API on http://{address[0]}:{reactor.http_port}" if address else ""
+                names = ", ".join(sorted(reactor.pipelines)) or "none"
+                console.print(f"Reactor serving {folder} (pipelines: {names}){where}")
+                if exit_after is not None:
+                    await printer.enough.wait()
+                else:
+                    await anyio.sleep_forever()
+            tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(main)
+    except SpecErrorGroup as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        raise _fail(f"{len(exc.problems)} problem(s) in {folder}; nothing started") from None
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    console.print("Reactor stopped.")
+    if exit_after is not None:
+        failed = [r for r in printer.finished if r.status != "succeeded"]
+        if failed or len(printer.finished) < exit_after:
+            raise typer.Exit(1)
+
+
+@app.command()
+def validate(folder: Annotated[Path, typer.Argument(help="The pipelines folder.")]) -> None:
+    """Check every pipeline file; print every problem with file:line."""
+    loaded = load_folder(folder)
+    for problem in loaded.problems:
+        err.print(str(problem), markup=False)
+    if loaded.problems:
+        raise _fail(f"{len(loaded.problems)} problem(s) found")
+    names = ", ".join(sorted(loaded.pipelines)) or "none"
+    console.print(f"ok: {len(loaded.pipelines)} pipeline(s): {names}")
+
+
+@app.command()
+def run(
+    pipeline: Annotated[str, typer.Argument(help="The pipeline's name.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="key=value (JSON for lists)")
+    ] = None,
+    folder: Annotated[Path, typer.Option("--dir", help="The pipelines folder.")] = Path(),
+    store: StoreOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run a pipeline once, now, in this process; exit 0 only if it succeeded."""
+    _setup_logging(verbose)
+    loaded = load_folder(folder)
+    target = loaded.pipelines.get(pipeline)
+    if target is None:
+        for problem in loaded.problems:
+            err.print(str(problem), markup=False)
+        known = ", ".join(sorted(loaded.pipelines)) or "none"
+        raise _fail(f"no valid pipeline {pipeline!r} in {folder} (found: {known})")
+    params: dict[str, Any] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise _fail(f"-p {item!r}: write key=value")
+        params[key] = parse_cli_value(target.params.get(key), value)
+    printer = LivePrinter()
+    settings = Settings(reload=False, sensors=False)
+
+    async def main() -> RunRecord:
+        reactor = Reactor(
+            folder, open_store(_store_url(store, folder)), settings=settings, observers=[printer]
+        )
+        async with reactor:
+            started = await reactor.run_now(pipeline, params, actor="cli")
+            return await reactor.wait_run(started.id)
+
+    try:
+        finished = anyio.run(main)
+    except SpecErrorGroup as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        raise _fail(f"{len(exc.problems)} problem(s) in {folder}") from None
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    if finished.status != "succeeded":
+        raise typer.Exit(1)
+
+
+def _client(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=30.0)
+
+
+def _request(url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    try:
+        with _client(url) as client:
+            return client.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        raise _fail(f"cannot reach Reactor at {url} ({exc}); is `reactor serve` running?") from None
+
+
+@app.command()
+def runs(
+    pipeline: Annotated[str | None, typer.Option(help="Only this pipeline's runs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """List runs of a running service, newest first."""
+    query: dict[str, Any] = {"limit": limit}
+    if pipeline:
+        query["pipeline"] = pipeline
+    response = _request(url, "GET", "/api/runs", params=query)
+    if response.status_code != 200:
+        raise _fail(f"{response.status_code}: {response.text}")
+    found = response.json()
+    if as_json:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
+    table = Table("run", "pipeline", "status", "trigger", "created", "ended")
+    for item in found:
+        style = _STATUS_STYLE.get(item["status"], "")
+        table.add_row(
+            item["id"],
+            item["pipeline"],
+            f"[{style}]{item['status']}[/{style}]",
+            item["trigger"] or "on demand",
+            item["created_at"],
+            item["ended_at"] or "",
+        )
+    console.print(table)
+
+
+@app.command()
+def publish(
+    type_: Annotated[str, typer.Argument(metavar="TYPE", help="The event type, e.g. orders.new")],
+    data: Annotated[str | None, typer.Option(help="The event data as JSON.")] = None,
+    source: Annotated[str, typer.Option(help="The event source.")] = "reactor/cli",
+    subject: Annotated[str | None, typer.Option(help="The event subject.")] = None,
+    event_id: Annotated[
+        str | None, typer.Option("--id", help="The event id (a repeat is a duplicate).")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Publish an event to a running service; prints the runs it started."""
+    body: dict[str, Any] = {"specversion": "1.0", "type": type_, "source": source}
+    if data is not None:
+        try:
+            body["data"] = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise _fail(f"--data is not JSON: {exc}") from None
+    if subject:
+        body["subject"] = subject
+    if event_id:
+        body["id"] = event_id
+    response = _request(
+        url,
+        "POST",
+        "/api/events",
+        json=body,
+        headers={"content-type": "application/cloudevents+json"},
+    )
+    if response.status_code not in (200, 202):
+        detail = response.json().get("error", response.text) if response.content else ""
+        raise _fail(f"{response.status_code}: {detail}")
+    result = response.json()
+    dup = " (duplicate: no new run)" if result.get("duplicate") else ""
+    console.print(f"event {result['event_id']}{dup}")
+    for run_id in result["run_ids"]:
+        console.print(f"run {run_id}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,299 @@
+"""Runs one pipeline run: tasks start as soon as their needs are done, every change persisted."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+
+from reactor.actions import LogStream, TaskRequest
+from reactor.admission import TaskSlots
+from reactor.clock import Clock, run_with_timeout
+from reactor.dag import FINAL_TASK_STATES, next_steps
+from reactor.errors import ActionError
+from reactor.events import Event
+from reactor.pipelines import Pipeline, Task
+from reactor.store import AttemptRecord, LogLine, RunRecord, Store, TaskRecord
+
+__all__ = ["RunExecutor", "RunObserver"]
+
+logger = logging.getLogger("reactor.executor")
+
+_LOG_FLUSH_SECONDS = 0.2
+
+
+class RunObserver(Protocol):
+    """Told about every run and task state change (the CLI prints them; the UI streams them)."""
+
+    def run_changed(self, run: RunRecord) -> None: ...
+
+    def task_changed(self, run: RunRecord, task: TaskRecord, note: str) -> None: ...
+
+
+@dataclass
+class _Logs:
+    run_id: str
+    clock: Clock
+    lines: list[LogLine] = field(default_factory=list)
+
+    def sink(self, task_id: str, attempt: int) -> Any:
+        def log(stream: LogStream, line: str) -> None:
+            self.lines.append(
+                LogLine(self.run_id, task_id, attempt, stream, self.clock.now(), line)
+            )
+
+        return log
+
+    def take(self) -> list[LogLine]:
+        lines, self.lines = self.lines, []
+        return lines
+
+
+class RunExecutor:
+    """Executes one run to a final state. Cancel its scope to cancel the run."""
+
+    def __init__(
+        self,
+        run: RunRecord,
+        pipeline: Pipeline,
+        *,
+        events: Sequence[Event],
+        store: Store,
+        clock: Clock,
+        task_slots: TaskSlots,
+        owner: str,
+        env: Mapping[str, str],
+        observers: Sequence[RunObserver] = (),
+    ) -> None:
+        self.run = run
+        self.pipeline = pipeline
+        self.events = list(events)
+        self.store = store
+        self.clock = clock
+        self.task_slots = task_slots
+        self.owner = owner
+        self.env = env
+        self.observers = observers
+        self.records = {t: TaskRecord(run.id, t) for t in pipeline.order}
+        self.cancel_scope = anyio.CancelScope()
+        self._logs = _Logs(run.id, clock)
+        self._cancel_reason: str | None = None
+        self._open_attempts: dict[str, AttemptRecord] = {}
+
+    # Notifications
+
+    def _task_changed(self, record: TaskRecord, note: str = "") -> None:
+        for observer in self.observers:
+            observer.task_changed(self.run, record, note)
+
+    def _run_changed(self) -> None:
+        for observer in self.observers:
+            observer.run_changed(self.run)
+
+    def cancel(self, reason: str) -> None:
+        self._cancel_reason = reason
+        self.cancel_scope.cancel()
+
+    # The run
+
+    def _scope(self) -> dict[str, Any]:
+        first = self.events[0].scope() if self.events else None
+        return {
+            "params": self.run.params,
+            "tasks": {
+                tid: {"output": r.output, "status": r.status}
+                for tid, r in self.records.items()
+                if r.status in FINAL_TASK_STATES
+            },
+            "run": {"id": self.run.id, "pipeline": self.run.pipeline, "trigger": self.run.trigger},
+            "event": first,
+            "events": [e.scope() for e in self.events],
+            "env": self.env,
+        }
+
+    async def execute(self) -> RunRecord:
+        now = self.clock.now()
+        self.run.status = "running"
+        self.run.started_at = self.run.started_at or now
+        await self.store.save_tasks(list(self.records.values()))
+        await self.store.set_run_status(self.run.id, "running", at=now)
+        self._run_changed()
+        with self.cancel_scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._flush_logs_periodically)
+                await self._drive()
+                tg.cancel_scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await self._finish()
+        return self.run
+
+    async def _drive(self) -> None:
+        done_send, done_receive = anyio.create_memory_object_stream[str](math.inf)
+        needs = self.pipeline.needs
+        running: set[str] = set()
+        async with anyio.create_task_group() as tg:
+            while True:
+                states = {tid: r.status for tid, r in self.records.items()}
+                ready, blocked = next_steps(needs, states)
+                if blocked:
+                    await self._mark_upstream_failed(blocked)
+                    continue
+                for task_id in ready:
+                    running.add(task_id)
+                    self.records[task_id].status = "running"
+                    tg.start_soon(self._run_task, self.pipeline.tasks[task_id], done_send)
+                if not running:
+                    break
+                finished = await done_receive.receive()
+                running.discard(finished)
+
+    async def _mark_upstream_failed(self, task_ids: list[str]) -> None:
+        now = self.clock.now()
+        changed = []
+        for task_id in task_ids:
+            record = self.records[task_id]
+            record.status = "upstream_failed"
+            record.ended_at = now
+            changed.append(record)
+        await self.store.save_tasks(changed)
+        for record in changed:
+            self._task_changed(record)
+
+    async def _run_task(self, task: Task, done: Any) -> None:
+        record = self.records[task.id]
+        try:
+            await self._attempts(task, record)
+        finally:
+            done.send_nowait(task.id)
+
+    async def _attempts(self, task: Task, record: TaskRecord) -> None:
+        retries = task.retries
+        while True:
+            async with self.task_slots.slot():
+                record.attempts += 1
+                now = self.clock.now()
+                record.status = "running"
+                record.started_at = record.started_at or now
+                record.error = None
+                attempt = AttemptRecord(
+                    self.run.id, task.id, record.attempts, "running", self.owner, now, now
+                )
+                self._open_attempts[task.id] = attempt
+                await self.store.save_tasks([record], [attempt])
+                self._task_changed(record, f"attempt {record.attempts}")
+                outcome, output, error = await self._attempt(task, record.attempts)
+                del self._open_attempts[task.id]
+            now = self.clock.now()
+            attempt.status = outcome
+            attempt.ended_at = now
+            attempt.heartbeat_at = now
+            attempt.error = error
+            if outcome == "succeeded":
+                record.status = "succeeded"
+                record.output = output
+                record.ended_at = now
+                await self._save(record, attempt)
+                self._task_changed(record)
+                return
+            if record.attempts <= retries.max:
+                record.error = error
+                self._logs.lines.append(
+                    LogLine(
+                        self.run.id,
+                        task.id,
+                        record.attempts,
+                        "system",
+                        now,
+                        f"attempt {record.attempts} {outcome}: {error};"
+                        f" retrying in {retries.delay:g}s",
+                    )
+                )
+                await self._save(record, attempt)
+                self._task_changed(record, f"{outcome}: {error}; retrying")
+                await self.clock.sleep(retries.delay)
+                continue
+            record.status = outcome
+            record.error = error
+            record.ended_at = now
+            await self._save(record, attempt)
+            self._task_changed(record, error or "")
+            return
+
+    async def _save(self, record: TaskRecord, attempt: AttemptRecord) -> None:
+        lines = self._logs.take()
+        if lines:
+            await self.store.append_logs(lines)
+        await self.store.save_tasks([record], [attempt])
+
+    async def _attempt(self, task: Task, attempt: int) -> tuple[str, Any, str | None]:
+        request = TaskRequest(
+            run_id=self.run.id,
+            pipeline=self.pipeline.name,
+            task_id=task.id,
+            attempt=attempt,
+            scope=self._scope(),
+            base_dir=self.pipeline.base_dir,
+            log=self._logs.sink(task.id, attempt),
+        )
+        try:
+            output = await run_with_timeout(
+                self.clock, task.spec.timeout, lambda: task.action.execute(request)
+            )
+        except TimeoutError:
+            return "timed_out", None, f"timed out after {task.spec.timeout:g}s"
+        except ActionError as exc:
+            return "failed", None, str(exc)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as exc:
+            logger.exception("task %s of run %s crashed", task.id, self.run.id)
+            return "failed", None, f"{type(exc).__name__}: {exc}"
+        return "succeeded", output, None
+
+    async def _flush_logs_periodically(self) -> None:
+        while True:
+            await anyio.sleep(_LOG_FLUSH_SECONDS)
+            lines = self._logs.take()
+            if lines:
+                await self.store.append_logs(lines)
+
+    async def _finish(self) -> None:
+        now = self.clock.now()
+        cancelled = self.cancel_scope.cancelled_caught or self._cancel_reason is not None
+        changed = []
+        attempts = list(self._open_attempts.values())
+        for attempt in attempts:
+            attempt.status = "cancelled"
+            attempt.ended_at = now
+            attempt.error = self._cancel_reason or "cancelled"
+        for record in self.records.values():
+            if record.status not in FINAL_TASK_STATES:
+                record.status = "cancelled"
+                record.ended_at = now
+                changed.append(record)
+        states = {r.status for r in self.records.values()}
+        if cancelled:
+            status, reason = "cancelled", self._cancel_reason or "cancelled"
+        elif states <= {"succeeded", "skipped"}:
+            status, reason = "succeeded", None
+        else:
+            failed = [
+                r.task_id for r in self.records.values() if r.status in ("failed", "timed_out")
+            ]
+            status, reason = "failed", f"task {', '.join(failed)} failed" if failed else "failed"
+        lines = self._logs.take()
+        if lines:
+            await self.store.append_logs(lines)
+        if changed:
+            await self.store.save_tasks(changed, attempts)
+            for record in changed:
+                self._task_changed(record)
+        self.run.status = status
+        self.run.ended_at = now
+        self.run.reason = reason
+        await self.store.set_run_status(self.run.id, status, at=now, reason=reason)
+        self._run_changed()

@@ -1,0 +1,166 @@
+"""Sandboxed expressions and templates, compiled once when a pipeline loads.
+
+A template that is exactly one ``{{ expression }}`` keeps the expression's native
+type; any other template renders to a string. Undefined names are errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from reactor.errors import ExpressionError
+
+__all__ = [
+    "CompiledValue",
+    "Expression",
+    "Template",
+    "compile_expression",
+    "compile_template",
+    "compile_value",
+    "is_template",
+]
+
+_SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    if value is None:
+        return ""
+    return str(value)
+
+
+def _shell_quote(value: Any) -> str:
+    return shlex.quote(_to_text(value))
+
+
+def _environment(finalize: Any) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=finalize,
+    )
+    env.filters["tojson"] = lambda v: json.dumps(v, default=str)
+    return env
+
+
+_TEXT_ENV = _environment(_to_text)
+_SHELL_ENV = _environment(_shell_quote)
+
+
+def is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+def _explain(source: str, exc: Exception) -> ExpressionError:
+    message = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else str(exc)
+    return ExpressionError(f"{message} (in {source!r})")
+
+
+class Expression:
+    """A bare expression such as ``event.data.amount > 100``."""
+
+    __slots__ = ("_compiled", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            self._compiled = _TEXT_ENV.compile_expression(source, undefined_to_none=False)
+        except jinja2.TemplateSyntaxError as exc:
+            raise _explain(source, exc) from exc
+
+    def evaluate(self, scope: Mapping[str, Any]) -> Any:
+        try:
+            result = self._compiled(**scope)
+            if isinstance(result, jinja2.Undefined):
+                result._fail_with_undefined_error()
+        except jinja2.TemplateError as exc:
+            raise _explain(self.source, exc) from exc
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise _explain(self.source, exc) from exc
+        return result
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
+
+
+class Template:
+    """A text template; ``shell=True`` shell-quotes every rendered value."""
+
+    __slots__ = ("_expression", "_template", "source")
+
+    def __init__(self, source: str, *, shell: bool = False) -> None:
+        self.source = source
+        self._expression: Expression | None = None
+        self._template: jinja2.Template | None = None
+        single = _SINGLE.match(source)
+        if single and not shell and "{{" not in single["expr"] and "}}" not in single["expr"]:
+            self._expression = Expression(single["expr"].strip())
+            return
+        try:
+            self._template = (_SHELL_ENV if shell else _TEXT_ENV).from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise _explain(source, exc) from exc
+
+    def render(self, scope: Mapping[str, Any]) -> Any:
+        if self._expression is not None:
+            return self._expression.evaluate(scope)
+        assert self._template is not None
+        try:
+            return self._template.render(scope)
+        except jinja2.TemplateError as exc:
+            raise _explain(self.source, exc) from exc
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise _explain(self.source, exc) from exc
+
+    def __repr__(self) -> str:
+        return f"Template({self.source!r})"
+
+
+def compile_expression(source: str) -> Expression:
+    return Expression(source)
+
+
+def compile_template(source: str, *, shell: bool = False) -> Template:
+    return Template(source, shell=shell)
+
+
+class CompiledValue:
+    """A JSON-like value whose strings may be templates, rendered as a whole."""
+
+    __slots__ = ("_render", "source")
+
+    def __init__(self, value: Any) -> None:
+        self.source = value
+        self._render = _compile(value)
+
+    def render(self, scope: Mapping[str, Any]) -> Any:
+        return self._render(scope)
+
+
+def _compile(value: Any) -> Any:
+    if isinstance(value, str):
+        if not is_template(value):
+            return lambda _scope: value
+        template = Template(value)
+        return template.render
+    if isinstance(value, dict):
+        parts = {key: _compile(item) for key, item in value.items()}
+        return lambda scope: {key: render(scope) for key, render in parts.items()}
+    if isinstance(value, list):
+        items = [_compile(item) for item in value]
+        return lambda scope: [render(scope) for render in items]
+    return lambda _scope: value
+
+
+def compile_value(value: Any) -> CompiledValue:
+    return CompiledValue(value)

@@ -1,0 +1,356 @@
+"""Loading pipeline files into compiled, validated pipelines (with file:line errors)."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+from pydantic import Discriminator, Field, Tag, ValidationError, create_model
+
+from reactor.actions import Action
+from reactor.dag import find_cycle, topological_order
+from reactor.errors import ExpressionError, SpecError, SpecErrorGroup, SpecProblem
+from reactor.expressions import CompiledValue, Expression, compile_expression
+from reactor.params import ParamSpec
+from reactor.registry import Registry, default_registry
+from reactor.specs import (
+    NAME_PATTERN,
+    ConcurrencySpec,
+    EventFilter,
+    RetrySpec,
+    Spec,
+    TaskSpec,
+    TriggerSpec,
+)
+from reactor.yamlfile import YamlDocument, load_yaml, parse_yaml
+
+__all__ = [
+    "FolderLoad",
+    "Pipeline",
+    "PipelineSpec",
+    "Task",
+    "Trigger",
+    "load_folder",
+    "load_pipeline",
+]
+
+SETTINGS_FILE = "reactor.yaml"
+
+
+class PipelineSpec(Spec):
+    """The top level of a pipeline file."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    params: dict[str, ParamSpec] = {}
+    concurrency: ConcurrencySpec = ConcurrencySpec()
+    triggers: list[Any] = []
+    tasks: list[Any] = Field(min_length=1)
+
+
+def _tag(name: str) -> str:
+    return f"<{name}>"
+
+
+@cache
+def pipeline_model(registry: Registry) -> type[PipelineSpec]:
+    """A :class:`PipelineSpec` whose triggers and tasks are the registered kinds."""
+    trigger_keys = sorted(registry.triggers)
+    task_keys = sorted(registry.tasks)
+
+    def trigger_tag(value: Any) -> str | None:
+        kind = value.get("on") if isinstance(value, dict) else getattr(value, "on", None)
+        return _tag(kind) if isinstance(kind, str) else None
+
+    def task_tag(value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return _tag(value.type_key) if isinstance(value, TaskSpec) else None
+        present = [key for key in task_keys if key in value]
+        return _tag(present[0]) if present else None
+
+    triggers = [Annotated[k.spec, Tag(_tag(n))] for n, k in registry.triggers.items()]
+    tasks = [Annotated[k.spec, Tag(_tag(n))] for n, k in registry.tasks.items()]
+    trigger_union: Any = Annotated[
+        Union[tuple(triggers)],  # noqa: UP007 - built at run time
+        Discriminator(
+            trigger_tag,
+            custom_error_type="trigger_kind",
+            custom_error_message=f"a trigger needs 'on:', one of: {', '.join(trigger_keys)}",
+        ),
+    ]
+    task_union: Any = Annotated[
+        Union[tuple(tasks)],  # noqa: UP007 - built at run time
+        Discriminator(
+            task_tag,
+            custom_error_type="task_type",
+            custom_error_message=f"a task needs one type key, one of: {', '.join(task_keys)}",
+        ),
+    ]
+    model: type[PipelineSpec] = create_model(
+        "Pipeline",
+        __base__=PipelineSpec,
+        triggers=(list[trigger_union], []),
+        tasks=(list[task_union], Field(min_length=1)),
+    )
+    return model
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A compiled trigger of one pipeline; ``key`` is ``pipeline/trigger-id``."""
+
+    key: str
+    id: str
+    pipeline: str
+    spec: TriggerSpec
+    filter: EventFilter
+    when: Expression | None
+    params: CompiledValue
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    spec: TaskSpec
+    needs: tuple[str, ...]
+    action: Action
+
+    @property
+    def retries(self) -> RetrySpec:
+        return self.spec.retries or RetrySpec(max=0)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A validated pipeline version, ready to run: compiled templates and actions."""
+
+    name: str
+    spec: PipelineSpec
+    path: Path
+    text: str
+    version: str
+    triggers: tuple[Trigger, ...]
+    tasks: dict[str, Task]
+    order: tuple[str, ...]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def params(self) -> dict[str, ParamSpec]:
+        return self.spec.params
+
+    @property
+    def needs(self) -> dict[str, tuple[str, ...]]:
+        return {task.id: task.needs for task in self.tasks.values()}
+
+
+def _display_loc(loc: Iterable[str | int]) -> tuple[str | int, ...]:
+    return tuple(p for p in loc if not (isinstance(p, str) and p.startswith("<")))
+
+
+def _message(error: Any, registry: Registry) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = error["loc"][-1]
+        if key in registry.tasks:
+            return "a task has exactly one type key; this task already has another"
+        return "unknown field"
+    if kind == "missing":
+        return "field required"
+    if kind == "union_tag_invalid":
+        tag = str(error["ctx"].get("tag", "")).strip("<>")
+        expected = ", ".join(sorted(registry.triggers))
+        return f"unknown trigger kind {tag!r}; allowed: {expected}"
+    if kind == "literal_error":
+        return f"{error['msg']}, got {error['input']!r}"
+    return str(error["msg"])
+
+
+def _closest(word: str, options: Iterable[str]) -> str:
+    match = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _default_trigger_ids(triggers: list[TriggerSpec]) -> list[str]:
+    counts = Counter(t.on for t in triggers if t.id is None)
+    seen: Counter[str] = Counter()
+    ids = []
+    for trigger in triggers:
+        if trigger.id is not None:
+            ids.append(trigger.id)
+        elif counts[trigger.on] == 1:
+            ids.append(trigger.on)
+        else:
+            seen[trigger.on] += 1
+            ids.append(f"{trigger.on}_{seen[trigger.on]}")
+    return ids
+
+
+def _compile(
+    doc: YamlDocument, spec: PipelineSpec, path: Path, text: str, registry: Registry
+) -> Pipeline:
+    problems: list[SpecProblem] = []
+    tasks: dict[str, Task] = {}
+    task_specs: list[TaskSpec] = spec.tasks
+    ids = Counter(t.id for t in task_specs)
+    for i, task_spec in enumerate(task_specs):
+        if ids[task_spec.id] > 1:
+            problems.append(doc.problem(("tasks", i, "id"), f"duplicate task id {task_spec.id!r}"))
+            continue
+        for j, need in enumerate(task_spec.needs):
+            if need not in ids:
+                hint = _closest(need, ids)
+                problems.append(
+                    doc.problem(("tasks", i, "needs", j), f"unknown task {need!r}{hint}")
+                )
+            elif need == task_spec.id:
+                problems.append(doc.problem(("tasks", i, "needs", j), "a task cannot need itself"))
+        kind = registry.tasks[task_spec.type_key]
+        try:
+            action = kind.action(task_spec, path.parent)
+        except ExpressionError as exc:
+            problems.append(doc.problem(("tasks", i, *(exc.loc or (kind.key,))), str(exc)))
+            continue
+        tasks[task_spec.id] = Task(task_spec.id, task_spec, tuple(task_spec.needs), action)
+    needs = {t.id: list(t.needs) for t in task_specs}
+    if not problems and (cycle := find_cycle(needs)):
+        where = next(i for i, t in enumerate(task_specs) if t.id == cycle[0])
+        problems.append(
+            doc.problem(("tasks", where, "needs"), "dependency cycle: " + " -> ".join(cycle))
+        )
+
+    triggers: list[Trigger] = []
+    trigger_specs: list[TriggerSpec] = spec.triggers
+    trigger_ids = _default_trigger_ids(trigger_specs)
+    counted = Counter(trigger_ids)
+    for i, (trigger_id, trigger_spec) in enumerate(zip(trigger_ids, trigger_specs, strict=True)):
+        if counted[trigger_id] > 1:
+            problems.append(doc.problem(("triggers", i), f"duplicate trigger id {trigger_id!r}"))
+            continue
+        for name in trigger_spec.params:
+            if name not in spec.params:
+                hint = _closest(name, spec.params)
+                problems.append(
+                    doc.problem(("triggers", i, "params", name), f"undeclared param{hint}")
+                )
+        for name, param in spec.params.items():
+            if param.required and name not in trigger_spec.params:
+                problems.append(
+                    doc.problem(
+                        ("triggers", i, "params"),
+                        f"required param {name!r} is not given by this trigger",
+                    )
+                )
+        key = f"{spec.name}/{trigger_id}"
+        try:
+            when = compile_expression(trigger_spec.when) if trigger_spec.when else None
+        except ExpressionError as exc:
+            problems.append(doc.problem(("triggers", i, "when"), str(exc)))
+            continue
+        try:
+            params = CompiledValue(trigger_spec.params)
+        except ExpressionError as exc:
+            problems.append(doc.problem(("triggers", i, "params"), str(exc)))
+            continue
+        filter_ = trigger_spec.event_filter(key)
+        triggers.append(Trigger(key, trigger_id, spec.name, trigger_spec, filter_, when, params))
+
+    if problems:
+        raise SpecErrorGroup(problems)
+    version = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return Pipeline(
+        name=spec.name,
+        spec=spec,
+        path=path,
+        text=text,
+        version=version,
+        triggers=tuple(triggers),
+        tasks=tasks,
+        order=tuple(topological_order(needs)),
+    )
+
+
+def load_pipeline(
+    path: Path,
+    *,
+    registry: Registry | None = None,
+    display: str | None = None,
+    text: str | None = None,
+) -> Pipeline:
+    """Load and compile one file (or ``text`` as if it were that file).
+
+    Raises :class:`SpecErrorGroup` with every problem found.
+    """
+    registry = registry or default_registry()
+    try:
+        if text is None:
+            doc = load_yaml(path, display=display)
+            text = path.read_text(encoding="utf-8")
+        else:
+            doc = parse_yaml(text, display=display or str(path))
+    except SpecError as exc:
+        raise SpecErrorGroup([exc.problem]) from exc
+    if not isinstance(doc.data, dict):
+        raise SpecErrorGroup([doc.problem((), "a pipeline file must be a mapping (name:, tasks:)")])
+    try:
+        spec = pipeline_model(registry).model_validate(doc.data)
+    except ValidationError as exc:
+        problems = [
+            doc.problem(_display_loc(err["loc"]), _message(err, registry)) for err in exc.errors()
+        ]
+        raise SpecErrorGroup(problems) from exc
+    return _compile(doc, spec, path, text, registry)
+
+
+def pipeline_files(folder: Path) -> list[Path]:
+    """Every pipeline file under ``folder`` (``*.yaml``/``*.yml``, not ``reactor.yaml``)."""
+    files = [
+        p
+        for p in sorted([*folder.rglob("*.yaml"), *folder.rglob("*.yml")])
+        if not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.relative_to(folder) != Path(SETTINGS_FILE)
+    ]
+    return files
+
+
+@dataclass
+class FolderLoad:
+    """The valid pipelines of a folder, the problems of the others, and which files broke."""
+
+    pipelines: dict[str, Pipeline]
+    problems: list[SpecProblem]
+    broken: set[Path]
+
+
+def load_folder(folder: Path, *, registry: Registry | None = None) -> FolderLoad:
+    """Every valid pipeline in ``folder`` and every problem found in the others."""
+    result = FolderLoad({}, [], set())
+    if not folder.is_dir():
+        result.problems.append(SpecProblem(str(folder), None, "", "is not a folder"))
+        return result
+    folder = folder.resolve()
+    for path in pipeline_files(folder):
+        display = str(path.relative_to(folder.parent))
+        try:
+            pipeline = load_pipeline(path, registry=registry, display=display)
+        except SpecErrorGroup as exc:
+            result.problems.extend(exc.problems)
+            result.broken.add(path)
+            continue
+        if pipeline.name in result.pipelines:
+            other = result.pipelines[pipeline.name].path.name
+            result.problems.append(
+                SpecProblem(display, 1, "name", f"pipeline {pipeline.name!r} is also in {other}")
+            )
+            result.broken.add(path)
+            continue
+        result.pipelines[pipeline.name] = pipeline
+    return result

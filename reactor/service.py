@@ -1,0 +1,594 @@
+"""Reactor: the service. One root task group owns sensors, the rule loop, runs and the API."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from reactor.admission import LocalRunSlots, LocalTaskSlots, RunSlots, TaskSlots, plan_admission
+from reactor.clock import Clock, SystemClock
+from reactor.errors import AdmissionError, ParamError, SpecErrorGroup
+from reactor.events import Event, new_id
+from reactor.executor import RunExecutor, RunObserver
+from reactor.params import check_params
+from reactor.pipelines import Pipeline, Trigger, load_folder, load_pipeline
+from reactor.registry import Registry, default_registry
+from reactor.rules import RuleEngine, run_key
+from reactor.sensors import EmitResult, SensorContext, SensorHealth
+from reactor.specs import TriggerSpec
+from reactor.store import RunRecord, Store
+from reactor.store.records import FINAL_RUN_STATES
+
+__all__ = ["PublishResult", "Reactor", "Settings"]
+
+logger = logging.getLogger("reactor")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Service settings; each has a ``reactor.yaml`` key, a CLI flag or a ``REACTOR_*`` variable."""
+
+    max_tasks: int = 64
+    heartbeat: float = 5.0
+    lease: float = 15.0
+    grace: float = 30.0
+    bus_capacity: int = 1024
+    reload: bool = True
+    sensors: bool = True
+    http: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    event_id: str
+    duplicate: bool
+    run_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Envelope:
+    event: Event
+    done: anyio.Event | None = None
+    run_ids: list[str] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class _OnceStatus:
+    """Passes ``started()`` on once, however often a supervised sensor restarts."""
+
+    def __init__(self, status: TaskStatus[None]) -> None:
+        self._status = status
+        self.done = False
+
+    def started(self, value: None = None) -> None:
+        if not self.done:
+            self.done = True
+            self._status.started()
+
+
+@dataclass
+class _SensorSlot:
+    scope: anyio.CancelScope
+    spec: TriggerSpec
+    base_dir: Path
+    health: SensorHealth
+
+
+class Reactor:
+    """The service, as an async context manager.
+
+    ``async with Reactor(folder, store) as reactor:`` loads the pipelines
+    (raising :class:`SpecErrorGroup` before anything starts if one is
+    broken), starts every sensor, and serves until the block ends, then stops
+    in order: sensors, the bus, running runs (after ``grace``), the store.
+    """
+
+    def __init__(
+        self,
+        pipelines_dir: Path | None,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        registry: Registry | None = None,
+        settings: Settings | None = None,
+        observers: Sequence[RunObserver] = (),
+        run_slots: RunSlots | None = None,
+        task_slots: TaskSlots | None = None,
+    ) -> None:
+        self.pipelines_dir = pipelines_dir.resolve() if pipelines_dir else None
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.registry = registry or default_registry()
+        self.settings = settings or Settings()
+        self.observers = list(observers)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
+        self.env = dict(os.environ)
+        self.pipelines: dict[str, Pipeline] = {}
+        self._versions: dict[tuple[str, str], Pipeline] = {}
+        self._rules = RuleEngine(())
+        self._run_slots = run_slots or LocalRunSlots()
+        self._task_slots = task_slots or LocalTaskSlots(self.settings.max_tasks)
+        self._queued: dict[str, deque[tuple[RunRecord, list[Event]]]] = defaultdict(deque)
+        self._runs: dict[str, RunExecutor] = {}
+        self._run_done: dict[str, anyio.Event] = {}
+        self._sensors: dict[str, _SensorSlot] = {}
+        self._bus_send, self._bus_receive = anyio.create_memory_object_stream[_Envelope](
+            self.settings.bus_capacity
+        )
+        self._tg: TaskGroup | None = None
+        self._background = anyio.CancelScope()
+        self._http_scope = anyio.CancelScope()
+        self.http_port: int | None = None
+        self._accepting = False
+        self.started = anyio.Event()
+
+    # Lifecycle
+
+    async def __aenter__(self) -> Reactor:
+        if self.pipelines_dir is not None:
+            loaded = load_folder(self.pipelines_dir, registry=self.registry)
+            if loaded.problems:
+                raise SpecErrorGroup(loaded.problems)
+            self.pipelines = loaded.pipelines
+        await self.store.open()
+        try:
+            await self._apply_pipelines(self.pipelines)
+            self._tg = anyio.create_task_group()
+            await self._tg.__aenter__()
+        except BaseException:
+            await self.store.close()
+            raise
+        try:
+            self._tg.start_soon(self._rule_loop)
+            await self._tg.start(self._background_loops)
+            if self.settings.http is not None:
+                self.http_port = await self._tg.start(self._serve_http, *self.settings.http)
+            await self._sync_sensors()
+            await self._resume_queued()
+            self._accepting = True
+        except BaseException as exc:
+            await self._stop(exc)
+            raise
+        self.started.set()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        await self._stop(exc)
+        return None
+
+    async def _stop(self, exc: BaseException | None) -> None:
+        assert self._tg is not None
+        self._accepting = False
+        try:
+            with anyio.CancelScope(shield=True):
+                for slot in self._sensors.values():
+                    slot.scope.cancel()
+                    slot.health.state = "stopped"
+                self._sensors.clear()
+                self._bus_send.close()
+                with anyio.move_on_after(self.settings.grace):
+                    while self._runs:
+                        await next(iter(self._run_done_for_active())).wait()
+                for executor in list(self._runs.values()):
+                    executor.cancel("the service stopped before the run finished")
+                self._background.cancel()
+                self._http_scope.cancel()
+        finally:
+            tg, self._tg = self._tg, None
+            try:
+                await tg.__aexit__(
+                    type(exc) if exc else None, exc, exc.__traceback__ if exc else None
+                )
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.store.close()
+
+    def _run_done_for_active(self) -> list[anyio.Event]:
+        return [self._run_done[run_id] for run_id in self._runs if run_id in self._run_done]
+
+    async def _background_loops(self, *, task_status: TaskStatus[None]) -> None:
+        with self._background:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._heartbeat_loop)
+                if self.settings.reload and self.pipelines_dir is not None:
+                    tg.start_soon(self._watch_pipelines)
+                task_status.started()
+
+    async def _serve_http(self, host: str, port: int, *, task_status: TaskStatus[int]) -> None:
+        from reactor.api import create_app, serve_http
+
+        with self._http_scope:
+            await serve_http(create_app(self), host, port, task_status=task_status)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.settings.heartbeat)
+            if self._runs:
+                await self.store.heartbeat(self.owner, self.clock.now())
+
+    # Pipelines
+
+    async def _apply_pipelines(self, pipelines: dict[str, Pipeline]) -> None:
+        for pipeline in pipelines.values():
+            if (pipeline.name, pipeline.version) not in self._versions:
+                await self.store.save_pipeline_version(
+                    pipeline.name,
+                    pipeline.version,
+                    str(pipeline.path),
+                    pipeline.text,
+                    self.clock.now(),
+                )
+                self._versions[(pipeline.name, pipeline.version)] = pipeline
+        self.pipelines = pipelines
+        self._rules = RuleEngine(pipelines.values())
+
+    async def reload(self) -> list[str]:
+        """Re-read the pipelines folder; a broken file keeps its previous version in force."""
+        assert self.pipelines_dir is not None
+        loaded = load_folder(self.pipelines_dir, registry=self.registry)
+        merged = dict(loaded.pipelines)
+        for name, old in self.pipelines.items():
+            if old.path in loaded.broken and name not in merged:
+                merged[name] = old
+        problems = [str(p) for p in loaded.problems]
+        for problem in problems:
+            logger.error("pipeline not reloaded: %s (the previous version stays in force)", problem)
+        changed = {
+            name
+            for name, p in merged.items()
+            if name not in self.pipelines or self.pipelines[name].version != p.version
+        }
+        removed = set(self.pipelines) - set(merged)
+        await self._apply_pipelines(merged)
+        await self._sync_sensors()
+        for name in sorted(changed):
+            logger.info("pipeline %s loaded (version %s)", name, merged[name].version)
+        for name in sorted(removed):
+            logger.info("pipeline %s removed", name)
+        return problems
+
+    async def _watch_pipelines(self) -> None:
+        from watchfiles import awatch
+
+        assert self.pipelines_dir is not None
+
+        def is_pipeline_file(_change: object, path: str) -> bool:
+            return path.endswith((".yaml", ".yml"))
+
+        async for _changes in awatch(
+            self.pipelines_dir, debounce=300, step=50, watch_filter=is_pipeline_file
+        ):
+            if self._tg is None:
+                return
+            try:
+                await self.reload()
+            except Exception:
+                logger.exception("reloading %s failed", self.pipelines_dir)
+
+    # Sensors
+
+    def sensor_health(self) -> dict[str, SensorHealth]:
+        return {key: slot.health for key, slot in self._sensors.items()}
+
+    async def _sync_sensors(self) -> None:
+        assert self._tg is not None
+        wanted: dict[str, tuple[Trigger, Pipeline]] = {
+            trigger.key: (trigger, pipeline)
+            for pipeline in self.pipelines.values()
+            for trigger in pipeline.triggers
+            if trigger.spec.has_sensor and self.settings.sensors
+        }
+        for key, slot in list(self._sensors.items()):
+            trigger_pipeline = wanted.get(key)
+            if (
+                trigger_pipeline is None
+                or trigger_pipeline[0].spec != slot.spec
+                or trigger_pipeline[1].base_dir != slot.base_dir
+            ):
+                slot.scope.cancel()
+                slot.health.state = "stopped"
+                del self._sensors[key]
+        for key, (trigger, pipeline) in wanted.items():
+            if key not in self._sensors:
+                await self._tg.start(self._supervise_sensor, trigger, pipeline)
+
+    async def _supervise_sensor(
+        self, trigger: Trigger, pipeline: Pipeline, *, task_status: TaskStatus[None]
+    ) -> None:
+        kind = self.registry.triggers[trigger.spec.on]
+        assert kind.sensor is not None
+        ctx = SensorContext(trigger.key, pipeline.base_dir, self.clock, self.emit)
+        ctx.set_health("starting")
+        status = _OnceStatus(task_status)
+        delay = 1.0
+        with anyio.CancelScope() as scope:
+            self._sensors[trigger.key] = _SensorSlot(
+                scope, trigger.spec, pipeline.base_dir, ctx.health
+            )
+            while True:
+                try:
+                    await kind.sensor(trigger.spec).run(ctx, task_status=status)
+                    message = "sensor stopped by itself"
+                except Exception as exc:
+                    message = f"{type(exc).__name__}: {exc}"
+                    logger.warning(
+                        "sensor %s failed: %s; restarting in %gs", trigger.key, message, delay
+                    )
+                status.started()
+                ctx.set_health("failing", message)
+                await self.clock.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    # Events
+
+    async def _ingest(self, event: Event) -> tuple[str, bool]:
+        return await self.store.ingest(event, self.clock.now())
+
+    async def emit(self, event: Event) -> EmitResult:
+        """For sensors: persist ``event``, then hand it to the rule engine (not waiting)."""
+        event_id, new = await self._ingest(event)
+        if new:
+            await self._bus_send.send(_Envelope(event))
+        return EmitResult(event_id, new)
+
+    async def publish(self, event: Event) -> PublishResult:
+        """Persist ``event`` and wait until its runs are admitted; duplicates start nothing."""
+        if not self._accepting:
+            raise AdmissionError("the service is stopping and does not accept events")
+        event_id, new = await self._ingest(event)
+        if not new:
+            stored = await self.store.get_event(event.source, event.id)
+            run_ids = (
+                [d["run_id"] for d in (stored.outcome or []) if stored and d.get("run_id")]
+                if stored
+                else []
+            )
+            return PublishResult(event_id, True, run_ids)
+        envelope = _Envelope(event, anyio.Event())
+        await self._bus_send.send(envelope)
+        assert envelope.done is not None
+        await envelope.done.wait()
+        if envelope.error is not None:
+            raise envelope.error
+        return PublishResult(event_id, False, envelope.run_ids)
+
+    async def _rule_loop(self) -> None:
+        async with self._bus_receive:
+            async for envelope in self._bus_receive:
+                try:
+                    envelope.run_ids = await self._evaluate(envelope.event)
+                except Exception as exc:
+                    logger.exception("evaluating event %s failed", envelope.event.id)
+                    envelope.error = exc
+                finally:
+                    if envelope.done is not None:
+                        envelope.done.set()
+
+    async def _evaluate(self, event: Event) -> list[str]:
+        now = self.clock.now()
+        decisions = self._rules.evaluate(event, self.env)
+        outcome: list[dict[str, Any]] = []
+        planned: list[tuple[RunRecord, str]] = []
+        for decision in decisions:
+            record = decision.to_json()
+            outcome.append(record)
+            if not decision.fired:
+                continue
+            pipeline = self.pipelines[decision.pipeline]
+            plan = self._plan(pipeline)
+            if plan == "skip":
+                record["fired"] = False
+                record["reason"] = (
+                    f"skipped: {pipeline.spec.concurrency.max_active_runs} runs active"
+                    " (on_overlap: skip)"
+                )
+                continue
+            run = self._new_run(
+                pipeline,
+                decision.params or {},
+                trigger=decision.trigger,
+                key=run_key(decision.trigger, event),
+                event_ids=[event.id],
+            )
+            record["run_id"] = run.id
+            planned.append((run, plan))
+        admitted = await self.store.record_outcome(event, outcome, [run for run, _ in planned], now)
+        for (_, plan), result in zip(planned, admitted, strict=True):
+            if result.new:
+                self._admit(result.run, plan, [event])
+        return [result.run.id for result in admitted]
+
+    # Runs
+
+    def _plan(self, pipeline: Pipeline) -> str:
+        concurrency = pipeline.spec.concurrency
+        return plan_admission(
+            active=self._run_slots.active(pipeline.name),
+            queued=len(self._queued[pipeline.name]),
+            max_active_runs=concurrency.max_active_runs,
+            on_overlap=concurrency.on_overlap,
+        )
+
+    def _new_run(
+        self,
+        pipeline: Pipeline,
+        params: dict[str, Any],
+        *,
+        trigger: str | None,
+        key: str,
+        event_ids: list[str],
+    ) -> RunRecord:
+        return RunRecord(
+            id=new_id(),
+            run_key=key,
+            pipeline=pipeline.name,
+            version=pipeline.version,
+            status="queued",
+            params=params,
+            trigger=trigger,
+            event_ids=event_ids,
+            created_at=self.clock.now(),
+        )
+
+    def _admit(self, run: RunRecord, plan: str, events: list[Event]) -> None:
+        self._run_done[run.id] = anyio.Event()
+        for observer in self.observers:
+            observer.run_changed(run)
+        if plan == "start":
+            self._start(run, events)
+            return
+        if plan == "cancel_running":
+            for run_id in self._run_slots.running(run.pipeline):
+                executor = self._runs.get(run_id)
+                if executor is not None:
+                    executor.cancel(
+                        f"cancelled for newer run {run.id} (on_overlap: cancel_running)"
+                    )
+        self._queued[run.pipeline].append((run, events))
+
+    def _start(self, run: RunRecord, events: list[Event]) -> None:
+        assert self._tg is not None
+        pipeline = self._versions.get((run.pipeline, run.version)) or self.pipelines[run.pipeline]
+        executor = RunExecutor(
+            run,
+            pipeline,
+            events=events,
+            store=self.store,
+            clock=self.clock,
+            task_slots=self._task_slots,
+            owner=self.owner,
+            env=self.env,
+            observers=self.observers,
+        )
+        self._runs[run.id] = executor
+        self._run_slots.acquire(run.pipeline, run.id)
+        self._tg.start_soon(self._execute, executor, name=f"run {run.id}")
+
+    async def _execute(self, executor: RunExecutor) -> None:
+        run = executor.run
+        try:
+            await executor.execute()
+        except Exception:
+            logger.exception("run %s failed inside Reactor", run.id)
+            with anyio.CancelScope(shield=True):
+                await self.store.set_run_status(
+                    run.id, "failed", at=self.clock.now(), reason="internal error"
+                )
+        finally:
+            self._runs.pop(run.id, None)
+            self._run_slots.release(run.pipeline, run.id)
+            done = self._run_done.pop(run.id, None)
+            if done is not None:
+                done.set()
+            self._start_queued(run.pipeline)
+
+    def _start_queued(self, pipeline_name: str) -> None:
+        queue = self._queued[pipeline_name]
+        pipeline = self.pipelines.get(pipeline_name)
+        while queue and self._accepting:
+            limit = pipeline.spec.concurrency.max_active_runs if pipeline else 1
+            allow = pipeline is not None and pipeline.spec.concurrency.on_overlap == "allow"
+            if not allow and self._run_slots.active(pipeline_name) >= limit:
+                return
+            run, events = queue.popleft()
+            self._start(run, events)
+
+    async def _resume_queued(self) -> None:
+        for run in await self.store.runs_with_status("queued"):
+            if run.pipeline not in self.pipelines:
+                continue
+            if (run.pipeline, run.version) not in self._versions:
+                text = await self.store.pipeline_version(run.pipeline, run.version)
+                if text is not None:
+                    current = self.pipelines[run.pipeline]
+                    try:
+                        self._versions[(run.pipeline, run.version)] = load_pipeline(
+                            current.path, registry=self.registry, text=text
+                        )
+                    except SpecErrorGroup:
+                        logger.warning(
+                            "run %s: its pipeline version no longer loads; using the current one",
+                            run.id,
+                        )
+            events = []
+            for event_id in run.event_ids:
+                stored = await self.store.find_event(event_id)
+                if stored is not None:
+                    events.append(stored.event)
+            self._run_done[run.id] = anyio.Event()
+            self._queued[run.pipeline].append((run, events))
+        for name in list(self._queued):
+            self._start_queued(name)
+
+    async def run_now(
+        self, pipeline_name: str, params: dict[str, Any] | None = None, *, actor: str = "api"
+    ) -> RunRecord:
+        """Start a run of a pipeline on demand (CLI, API, UI); ``actor`` is who asked."""
+        if not self._accepting:
+            raise AdmissionError("the service is stopping and does not accept runs")
+        pipeline = self.pipelines.get(pipeline_name)
+        if pipeline is None:
+            known = ", ".join(sorted(self.pipelines)) or "none"
+            raise AdmissionError(f"unknown pipeline {pipeline_name!r} (known: {known})")
+        try:
+            checked = check_params(pipeline.params, params or {})
+        except ParamError as exc:
+            raise AdmissionError(f"{pipeline_name}: {exc}") from exc
+        plan = self._plan(pipeline)
+        if plan == "skip":
+            raise AdmissionError(
+                f"{pipeline_name} already has {pipeline.spec.concurrency.max_active_runs}"
+                " active runs (on_overlap: skip)"
+            )
+        run = self._new_run(
+            pipeline,
+            checked,
+            trigger=None,
+            key=f"{pipeline_name}/manual@{new_id()}",
+            event_ids=[],
+        )
+        admitted = await self.store.create_run(run)
+        self._admit(admitted.run, plan, [])
+        logger.info("run %s of %s started by %s", run.id, pipeline_name, actor)
+        return admitted.run
+
+    async def wait_run(self, run_id: str) -> RunRecord:
+        """Wait until the run reaches a final state and return it."""
+        done = self._run_done.get(run_id)
+        if done is not None:
+            await done.wait()
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise AdmissionError(f"unknown run {run_id!r}")
+        if run.status not in FINAL_RUN_STATES:
+            raise AdmissionError(f"run {run_id} is {run.status} and not handled by this process")
+        return run
+
+    def health(self) -> dict[str, Any]:
+        sensors = {
+            key: {"state": h.state, "message": h.message, "events": h.events}
+            for key, h in self.sensor_health().items()
+        }
+        starting = any(s["state"] == "starting" for s in sensors.values())
+        return {
+            "status": "stopping" if not self._accepting else ("starting" if starting else "ok"),
+            "pipelines": len(self.pipelines),
+            "active_runs": len(self._runs),
+            "queued_runs": sum(len(q) for q in self._queued.values()),
+            "sensors": sensors,
+        }

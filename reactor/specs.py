@@ -1,0 +1,114 @@
+"""Pydantic models of pipeline files: what a user wrote, frozen and strict."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from reactor.durations import Duration
+from reactor.events import Event
+
+__all__ = [
+    "ConcurrencySpec",
+    "EventFilter",
+    "EventTriggerSpec",
+    "RetrySpec",
+    "Spec",
+    "TaskSpec",
+    "TriggerSpec",
+]
+
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+
+
+class Spec(BaseModel):
+    """Base of every model of user-written configuration."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ConcurrencySpec(Spec):
+    max_active_runs: int = Field(16, ge=1)
+    on_overlap: Literal["queue", "skip", "cancel_running", "allow"] = "queue"
+
+
+class RetrySpec(Spec):
+    """``retries: {max: N}``: up to N more attempts after a failed one."""
+
+    max: int = Field(ge=0, le=1000)
+    delay: Duration = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """What the rule engine indexes a trigger by: event type and source (globs allowed)."""
+
+    type: str
+    source: str | None = None
+
+    @staticmethod
+    def is_glob(text: str) -> bool:
+        return any(c in text for c in "*?[")
+
+    def matches(self, event: Event) -> bool:
+        if not fnmatch.fnmatchcase(event.type, self.type):
+            return False
+        return self.source is None or fnmatch.fnmatchcase(event.source, self.source)
+
+
+class TriggerSpec(Spec):
+    """Fields every trigger has; each kind adds its own and names itself in ``on``."""
+
+    on: str
+    id: str | None = Field(None, pattern=ID_PATTERN)
+    when: str | None = None
+    params: dict[str, Any] = {}
+
+    #: Whether this kind needs a sensor running to produce its events.
+    has_sensor: ClassVar[bool] = False
+
+    @abstractmethod
+    def event_filter(self, trigger_key: str) -> EventFilter:
+        """The events this trigger can match; ``trigger_key`` is ``pipeline/trigger-id``."""
+
+    def accepts(self, event: Event) -> bool:
+        """A finer check than the filter, for kinds that need one (a file pattern)."""
+        return True
+
+
+class EventTriggerSpec(TriggerSpec):
+    """``on: event``: any published event whose type (and source) match these globs."""
+
+    on: Literal["event"]
+    type: str = Field(min_length=1)
+    source: str | None = None
+
+    def event_filter(self, trigger_key: str) -> EventFilter:
+        return EventFilter(self.type, self.source)
+
+
+class TaskSpec(Spec):
+    """Fields every task has; each task type adds its own key (``python:``, ``shell:``)."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    needs: list[str] = []
+    retries: RetrySpec | None = None
+    timeout: Duration | None = None
+
+    #: The key that names this task type in a file.
+    type_key: ClassVar[str] = ""
+
+    @field_validator("needs", mode="before")
+    @classmethod
+    def _single_need(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+def valid_name(name: str) -> bool:
+    return re.match(NAME_PATTERN, name) is not None

@@ -1,0 +1,36 @@
+"""Durable state: the Store protocol and the store behind a ``--store`` URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reactor.errors import StoreError
+from reactor.store.base import Admitted, Store, StoredEvent
+from reactor.store.records import AttemptRecord, LogLine, RunRecord, TaskRecord
+from reactor.store.sqlite import SqliteStore
+
+__all__ = [
+    "Admitted",
+    "AttemptRecord",
+    "LogLine",
+    "RunRecord",
+    "SqliteStore",
+    "Store",
+    "StoredEvent",
+    "TaskRecord",
+    "open_store",
+]
+
+
+def open_store(url: str, *, base_dir: Path | None = None) -> Store:
+    """The store for ``url``: ``sqlite:///relative.db`` or ``sqlite:////absolute.db``."""
+    if url.startswith("sqlite:///"):
+        raw = url.removeprefix("sqlite:///")
+        if raw == ":memory:":
+            raise StoreError("sqlite:///:memory: cannot be shared by the store's threads")
+        path = Path(raw)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return SqliteStore(path)
+    scheme = url.split(":", 1)[0] if ":" in url else url
+    raise StoreError(f"unsupported store URL {url!r} (scheme {scheme!r}); use sqlite:///PATH")

@@ -1,0 +1,103 @@
+"""The Store protocol: the source of truth every part of Reactor reads and writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from reactor.events import Event
+from reactor.store.records import AttemptRecord, LogLine, RunRecord, TaskRecord
+
+__all__ = ["Admitted", "Store", "StoredEvent"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event: Event
+    seq: int
+    received_at: datetime
+    outcome: list[dict[str, Any]] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A run handed to admission: ``new`` is ``False`` when its run key existed already."""
+
+    run: RunRecord
+    new: bool
+
+
+class Store(Protocol):
+    """Durable state. Every method is one transaction; a method returns once it is durable."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # Events
+    async def ingest(self, event: Event, received_at: datetime) -> tuple[str, bool]:
+        """Persist ``event`` unless ``(source, id)`` is known; ``(event_id, new)``."""
+        ...
+
+    async def get_event(self, source: str, event_id: str) -> StoredEvent | None: ...
+
+    async def find_event(self, event_id: str) -> StoredEvent | None: ...
+
+    async def unevaluated_events(self, limit: int) -> list[StoredEvent]: ...
+
+    async def record_outcome(
+        self,
+        event: Event,
+        decisions: list[dict[str, Any]],
+        runs: Sequence[RunRecord],
+        at: datetime,
+    ) -> list[Admitted]:
+        """Create ``runs`` (idempotent by run key) and the event's outcome, atomically."""
+        ...
+
+    # Pipelines
+    async def save_pipeline_version(
+        self, pipeline: str, version: str, path: str, text: str, at: datetime
+    ) -> None: ...
+
+    async def pipeline_version(self, pipeline: str, version: str) -> str | None: ...
+
+    # Runs
+    async def create_run(self, run: RunRecord) -> Admitted: ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self, *, pipeline: str | None, limit: int, before: int | None
+    ) -> list[RunRecord]: ...
+
+    async def runs_with_status(
+        self, status: str, pipeline: str | None = None
+    ) -> list[RunRecord]: ...
+
+    async def set_run_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        at: datetime,
+        reason: str | None = None,
+    ) -> None: ...
+
+    # Tasks
+    async def save_tasks(
+        self, tasks: Sequence[TaskRecord], attempts: Sequence[AttemptRecord] = ()
+    ) -> None: ...
+
+    async def task_runs(self, run_id: str) -> list[TaskRecord]: ...
+
+    async def attempts(self, run_id: str) -> list[AttemptRecord]: ...
+
+    async def heartbeat(self, owner: str, at: datetime) -> None: ...
+
+    # Logs
+    async def append_logs(self, lines: Sequence[LogLine]) -> None: ...
+
+    async def logs(self, run_id: str, *, after: int, limit: int) -> list[LogLine]: ...

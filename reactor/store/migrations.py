@@ -1,0 +1,126 @@
+"""The one schema history both stores apply, oldest first; never edit a released step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MIGRATIONS", "Migration", "render"]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+# ``{serial}`` is the auto-increment primary key of the dialect.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "events, runs, tasks, attempts, logs",
+        (
+            """CREATE TABLE events (
+                seq {serial},
+                id TEXT NOT NULL,
+                source TEXT NOT NULL,
+                type TEXT NOT NULL,
+                subject TEXT,
+                time TEXT NOT NULL,
+                received_at TEXT NOT NULL,
+                body TEXT NOT NULL,
+                evaluated_at TEXT,
+                outcome TEXT,
+                UNIQUE (source, id)
+            )""",
+            "CREATE INDEX events_id ON events (id)",
+            "CREATE INDEX events_unevaluated ON events (seq) WHERE evaluated_at IS NULL",
+            """CREATE TABLE pipeline_versions (
+                pipeline TEXT NOT NULL,
+                version TEXT NOT NULL,
+                path TEXT NOT NULL,
+                text TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (pipeline, version)
+            )""",
+            """CREATE TABLE runs (
+                seq {serial},
+                id TEXT NOT NULL UNIQUE,
+                run_key TEXT NOT NULL UNIQUE,
+                pipeline TEXT NOT NULL,
+                version TEXT NOT NULL,
+                status TEXT NOT NULL,
+                params TEXT NOT NULL,
+                trigger TEXT,
+                event_ids TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                started_at TEXT,
+                ended_at TEXT,
+                reason TEXT
+            )""",
+            "CREATE INDEX runs_pipeline ON runs (pipeline, seq)",
+            "CREATE INDEX runs_status ON runs (status, pipeline, seq)",
+            """CREATE TABLE task_runs (
+                run_id TEXT NOT NULL,
+                task_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                started_at TEXT,
+                ended_at TEXT,
+                output TEXT,
+                error TEXT,
+                PRIMARY KEY (run_id, task_id)
+            )""",
+            """CREATE TABLE task_attempts (
+                run_id TEXT NOT NULL,
+                task_id TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                started_at TEXT NOT NULL,
+                heartbeat_at TEXT NOT NULL,
+                ended_at TEXT,
+                error TEXT,
+                PRIMARY KEY (run_id, task_id, attempt)
+            )""",
+            "CREATE INDEX task_attempts_owner ON task_attempts (owner, status)",
+            """CREATE TABLE logs (
+                seq {serial},
+                run_id TEXT NOT NULL,
+                task_id TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                stream TEXT NOT NULL,
+                time TEXT NOT NULL,
+                line TEXT NOT NULL
+            )""",
+            "CREATE INDEX logs_run ON logs (run_id, seq)",
+            """CREATE TABLE processes (
+                owner TEXT PRIMARY KEY,
+                host TEXT NOT NULL,
+                pid INTEGER NOT NULL,
+                started_at TEXT NOT NULL,
+                heartbeat_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE audit (
+                seq {serial},
+                time TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                target TEXT NOT NULL,
+                detail TEXT
+            )""",
+        ),
+    ),
+)
+
+_DIALECTS = {
+    "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    "postgresql": {"serial": "BIGSERIAL PRIMARY KEY"},
+}
+
+
+def render(statement: str, dialect: str) -> str:
+    return statement.format(**_DIALECTS[dialect])
+
+
+LATEST = MIGRATIONS[-1].version

@@ -1,0 +1,117 @@
+"""What the store keeps: plain records of events, runs, task runs, attempts and logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+__all__ = [
+    "AttemptRecord",
+    "EventOutcome",
+    "LogLine",
+    "RunRecord",
+    "RunStatus",
+    "TaskRecord",
+]
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FINAL_RUN_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass
+class RunRecord:
+    id: str
+    run_key: str
+    pipeline: str
+    version: str
+    status: str
+    params: dict[str, Any]
+    trigger: str | None
+    event_ids: list[str]
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    reason: str | None = None
+    seq: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "pipeline": self.pipeline,
+            "version": self.version,
+            "status": self.status,
+            "params": self.params,
+            "trigger": self.trigger,
+            "event_ids": self.event_ids,
+            "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class TaskRecord:
+    run_id: str
+    task_id: str
+    status: str = "pending"
+    attempts: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    output: Any = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "status": self.status,
+            "attempts": self.attempts,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "output": self.output,
+            "error": self.error,
+        }
+
+
+@dataclass
+class AttemptRecord:
+    """One try of a task, owned by one process that heartbeats while it runs."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    status: str
+    owner: str
+    started_at: datetime
+    heartbeat_at: datetime
+    ended_at: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    run_id: str
+    task_id: str
+    attempt: int
+    stream: str
+    time: datetime
+    line: str
+    seq: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "task_id": self.task_id,
+            "attempt": self.attempt,
+            "stream": self.stream,
+            "time": self.time.isoformat(),
+            "line": self.line,
+        }
+
+
+@dataclass
+class EventOutcome:
+    """What the rule engine decided for one event: per trigger, fired or why not."""
+
+    decisions: list[dict[str, Any]] = field(default_factory=list)

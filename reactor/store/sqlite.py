@@ -1,0 +1,575 @@
+"""The embedded store: SQLite in WAL mode, one writer thread with group commit.
+
+Every write is a function run on the writer thread; whatever is queued when
+the thread wakes is committed in one transaction (each op in its own
+savepoint), so a burst of task transitions costs one fsync-free commit, and
+the event loop pays one thread hop per operation instead of one per
+statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from reactor.errors import StoreError
+from reactor.events import Event
+from reactor.store.base import Admitted, StoredEvent
+from reactor.store.migrations import LATEST, MIGRATIONS, render
+from reactor.store.records import AttemptRecord, LogLine, RunRecord, TaskRecord
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+_Op = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+_MAX_BATCH = 512
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class _Worker:
+    """A thread that owns one SQLite connection and runs queued functions on it."""
+
+    def __init__(self, path: str, *, writer: bool) -> None:
+        self._path = path
+        self._writer = writer
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._run, name=f"reactor-sqlite-{'w' if writer else 'r'}", daemon=True
+        )
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise StoreError(f"cannot open SQLite database {self._path}: {self._error}")
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((fn, future, loop))
+        return await future
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        if self._writer:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except sqlite3.Error as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while (item := self._queue.get()) is not None:
+                batch = [item]
+                stop = False
+                while len(batch) < _MAX_BATCH:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    batch.append(more)
+                self._run_batch(conn, batch)
+                if stop:
+                    break
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        results: list[tuple[Any, BaseException | None]] = []
+        if not self._writer:
+            for fn, _, _ in batch:
+                try:
+                    results.append((fn(conn), None))
+                except Exception as exc:
+                    results.append((None, _store_error(exc)))
+        else:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for fn, _, _ in batch:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        results.append((fn(conn), None))
+                        conn.execute("RELEASE op")
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        results.append((None, _store_error(exc)))
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                failure = _store_error(exc)
+                results = [(None, failure)] * len(batch)
+        for (_, future, loop), (result, error) in zip(batch, results, strict=True):
+            loop.call_soon_threadsafe(_resolve, future, result, error)
+
+
+def _store_error(exc: Exception) -> BaseException:
+    if isinstance(exc, sqlite3.Error):
+        return StoreError(f"SQLite: {exc}")
+    return exc
+
+
+def _run_row(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
+    (
+        seq,
+        id_,
+        run_key,
+        pipeline,
+        version,
+        status,
+        params,
+        trigger,
+        event_ids,
+        created,
+        started,
+        ended,
+        reason,
+    ) = row
+    return RunRecord(
+        id=id_,
+        run_key=run_key,
+        pipeline=pipeline,
+        version=version,
+        status=status,
+        params=json.loads(params),
+        trigger=trigger,
+        event_ids=json.loads(event_ids),
+        created_at=datetime.fromisoformat(created),
+        started_at=_dt(started),
+        ended_at=_dt(ended),
+        reason=reason,
+        seq=seq,
+    )
+
+
+_RUN_COLUMNS = (
+    "seq, id, run_key, pipeline, version, status, params, trigger, event_ids, created_at, "
+    "started_at, ended_at, reason"
+)
+
+
+def _event_row(row: tuple[Any, ...]) -> StoredEvent:
+    seq, body, received_at, outcome = row
+    data = json.loads(body)
+    event = Event(
+        type=data.pop("type"),
+        source=data.pop("source"),
+        id=data.pop("id"),
+        time=datetime.fromisoformat(data.pop("time")),
+        subject=data.pop("subject", None),
+        datacontenttype=data.pop("datacontenttype", "application/json"),
+        data=data.pop("data", None),
+        extensions={k: v for k, v in data.items() if k != "specversion"},
+    )
+    return StoredEvent(
+        event, seq, datetime.fromisoformat(received_at), json.loads(outcome) if outcome else None
+    )
+
+
+def _insert_run(conn: sqlite3.Connection, run: RunRecord) -> Admitted:
+    cursor = conn.execute(
+        "INSERT INTO runs (id, run_key, pipeline, version, status, params, trigger, event_ids,"
+        " created_at, started_at, ended_at, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT (run_key) DO NOTHING",
+        (
+            run.id,
+            run.run_key,
+            run.pipeline,
+            run.version,
+            run.status,
+            json.dumps(run.params),
+            run.trigger,
+            json.dumps(run.event_ids),
+            _ts(run.created_at),
+            _ts(run.started_at),
+            _ts(run.ended_at),
+            run.reason,
+        ),
+    )
+    if cursor.rowcount == 1:
+        run.seq = cursor.lastrowid
+        return Admitted(run, True)
+    row = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_key = ?", (run.run_key,)
+    ).fetchone()
+    return Admitted(_run_row(row), False)
+
+
+class SqliteStore:
+    """The default store; ``path`` may be ``:memory:`` only in tests of a single process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._writer = _Worker(self.path, writer=True)
+        self._reader = _Worker(self.path, writer=False)
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer.start()
+        await self._writer.call(self._migrate)
+        self._reader.start()
+
+    async def close(self) -> None:
+        self._reader.stop()
+        self._writer.stop()
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TEXT)"
+        )
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        if current > LATEST:
+            raise StoreError(
+                f"the database {self.path} has schema version {current}, newer than this"
+                f" Reactor's {LATEST}; upgrade Reactor"
+            )
+        for migration in MIGRATIONS:
+            if migration.version <= current:
+                continue
+            for statement in migration.statements:
+                conn.execute(render(statement, "sqlite"))
+            conn.execute(
+                "INSERT INTO schema_version VALUES (?, datetime('now'))", (migration.version,)
+            )
+
+    # Events
+
+    async def ingest(self, event: Event, received_at: datetime) -> tuple[str, bool]:
+        def op(conn: sqlite3.Connection) -> tuple[str, bool]:
+            cursor = conn.execute(
+                "INSERT INTO events (id, source, type, subject, time, received_at, body)"
+                " VALUES (?,?,?,?,?,?,?) ON CONFLICT (source, id) DO NOTHING",
+                (
+                    event.id,
+                    event.source,
+                    event.type,
+                    event.subject,
+                    _ts(event.time),
+                    _ts(received_at),
+                    event.to_json(),
+                ),
+            )
+            return event.id, cursor.rowcount == 1
+
+        return await self._writer.call(op)
+
+    async def get_event(self, source: str, event_id: str) -> StoredEvent | None:
+        def op(conn: sqlite3.Connection) -> StoredEvent | None:
+            row = conn.execute(
+                "SELECT seq, body, received_at, outcome FROM events WHERE source = ? AND id = ?",
+                (source, event_id),
+            ).fetchone()
+            return _event_row(row) if row else None
+
+        return await self._reader.call(op)
+
+    async def find_event(self, event_id: str) -> StoredEvent | None:
+        def op(conn: sqlite3.Connection) -> StoredEvent | None:
+            row = conn.execute(
+                "SELECT seq, body, received_at, outcome FROM events WHERE id = ? ORDER BY seq"
+                " LIMIT 1",
+                (event_id,),
+            ).fetchone()
+            return _event_row(row) if row else None
+
+        return await self._reader.call(op)
+
+    async def unevaluated_events(self, limit: int) -> list[StoredEvent]:
+        def op(conn: sqlite3.Connection) -> list[StoredEvent]:
+            rows = conn.execute(
+                "SELECT seq, body, received_at, outcome FROM events WHERE evaluated_at IS NULL"
+                " ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [_event_row(r) for r in rows]
+
+        return await self._reader.call(op)
+
+    async def record_outcome(
+        self,
+        event: Event,
+        decisions: list[dict[str, Any]],
+        runs: Sequence[RunRecord],
+        at: datetime,
+    ) -> list[Admitted]:
+        def op(conn: sqlite3.Connection) -> list[Admitted]:
+            admitted = [_insert_run(conn, run) for run in runs]
+            conn.execute(
+                "UPDATE events SET evaluated_at = ?, outcome = ? WHERE source = ? AND id = ?",
+                (_ts(at), json.dumps(decisions, default=str), event.source, event.id),
+            )
+            return admitted
+
+        return await self._writer.call(op)
+
+    # Pipelines
+
+    async def save_pipeline_version(
+        self, pipeline: str, version: str, path: str, text: str, at: datetime
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO pipeline_versions VALUES (?,?,?,?,?)"
+                " ON CONFLICT (pipeline, version) DO NOTHING",
+                (pipeline, version, path, text, _ts(at)),
+            )
+
+        await self._writer.call(op)
+
+    async def pipeline_version(self, pipeline: str, version: str) -> str | None:
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT text FROM pipeline_versions WHERE pipeline = ? AND version = ?",
+                (pipeline, version),
+            ).fetchone()
+            return row[0] if row else None
+
+        return await self._reader.call(op)
+
+    # Runs
+
+    async def create_run(self, run: RunRecord) -> Admitted:
+        return await self._writer.call(lambda conn: _insert_run(conn, run))
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        def op(conn: sqlite3.Connection) -> RunRecord | None:
+            row = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            return _run_row(row) if row else None
+
+        return await self._reader.call(op)
+
+    async def list_runs(
+        self, *, pipeline: str | None, limit: int, before: int | None
+    ) -> list[RunRecord]:
+        where: list[str] = []
+        args: list[Any] = []
+        if pipeline is not None:
+            where.append("pipeline = ?")
+            args.append(pipeline)
+        if before is not None:
+            where.append("seq < ?")
+            args.append(before)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY seq DESC LIMIT ?"
+        args.append(limit)
+
+        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+            return [_run_row(r) for r in conn.execute(sql, args).fetchall()]
+
+        return await self._reader.call(op)
+
+    async def runs_with_status(self, status: str, pipeline: str | None = None) -> list[RunRecord]:
+        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+            if pipeline is None:
+                rows = conn.execute(
+                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = ? ORDER BY seq", (status,)
+                )
+            else:
+                rows = conn.execute(
+                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = ? AND pipeline = ?"
+                    " ORDER BY seq",
+                    (status, pipeline),
+                )
+            return [_run_row(r) for r in rows.fetchall()]
+
+        return await self._reader.call(op)
+
+    async def set_run_status(
+        self, run_id: str, status: str, *, at: datetime, reason: str | None = None
+    ) -> None:
+        column = {"running": "started_at"}.get(status, "ended_at")
+        if status == "queued":
+            column = "created_at"
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"UPDATE runs SET status = ?, {column} = coalesce({column}, ?),"
+                " reason = coalesce(?, reason) WHERE id = ?",
+                (status, _ts(at), reason, run_id),
+            )
+
+        await self._writer.call(op)
+
+    # Tasks
+
+    async def save_tasks(
+        self, tasks: Sequence[TaskRecord], attempts: Sequence[AttemptRecord] = ()
+    ) -> None:
+        task_rows = [
+            (
+                t.run_id,
+                t.task_id,
+                t.status,
+                t.attempts,
+                _ts(t.started_at),
+                _ts(t.ended_at),
+                json.dumps(t.output, default=str),
+                t.error,
+            )
+            for t in tasks
+        ]
+        attempt_rows = [
+            (
+                a.run_id,
+                a.task_id,
+                a.attempt,
+                a.status,
+                a.owner,
+                _ts(a.started_at),
+                _ts(a.heartbeat_at),
+                _ts(a.ended_at),
+                a.error,
+            )
+            for a in attempts
+        ]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO task_runs VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, task_id)"
+                " DO UPDATE SET status = excluded.status, attempts = excluded.attempts,"
+                " started_at = excluded.started_at, ended_at = excluded.ended_at,"
+                " output = excluded.output, error = excluded.error",
+                task_rows,
+            )
+            conn.executemany(
+                "INSERT INTO task_attempts VALUES (?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET status = excluded.status,"
+                " heartbeat_at = excluded.heartbeat_at, ended_at = excluded.ended_at,"
+                " error = excluded.error",
+                attempt_rows,
+            )
+
+        await self._writer.call(op)
+
+    async def task_runs(self, run_id: str) -> list[TaskRecord]:
+        def op(conn: sqlite3.Connection) -> list[TaskRecord]:
+            rows = conn.execute(
+                "SELECT run_id, task_id, status, attempts, started_at, ended_at, output, error"
+                " FROM task_runs WHERE run_id = ? ORDER BY started_at IS NULL, started_at, rowid",
+                (run_id,),
+            ).fetchall()
+            return [
+                TaskRecord(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    _dt(r[4]),
+                    _dt(r[5]),
+                    json.loads(r[6]) if r[6] is not None else None,
+                    r[7],
+                )
+                for r in rows
+            ]
+
+        return await self._reader.call(op)
+
+    async def attempts(self, run_id: str) -> list[AttemptRecord]:
+        def op(conn: sqlite3.Connection) -> list[AttemptRecord]:
+            rows = conn.execute(
+                "SELECT run_id, task_id, attempt, status, owner, started_at, heartbeat_at,"
+                " ended_at, error FROM task_attempts WHERE run_id = ? ORDER BY started_at",
+                (run_id,),
+            ).fetchall()
+            return [
+                AttemptRecord(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    datetime.fromisoformat(r[5]),
+                    datetime.fromisoformat(r[6]),
+                    _dt(r[7]),
+                    r[8],
+                )
+                for r in rows
+            ]
+
+        return await self._reader.call(op)
+
+    async def heartbeat(self, owner: str, at: datetime) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE task_attempts SET heartbeat_at = ? WHERE owner = ? AND status = 'running'",
+                (_ts(at), owner),
+            )
+
+        await self._writer.call(op)
+
+    # Logs
+
+    async def append_logs(self, lines: Sequence[LogLine]) -> None:
+        rows = [(x.run_id, x.task_id, x.attempt, x.stream, _ts(x.time), x.line) for x in lines]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO logs (run_id, task_id, attempt, stream, time, line)"
+                " VALUES (?,?,?,?,?,?)",
+                rows,
+            )
+
+        await self._writer.call(op)
+
+    async def logs(self, run_id: str, *, after: int, limit: int) -> list[LogLine]:
+        def op(conn: sqlite3.Connection) -> list[LogLine]:
+            rows = conn.execute(
+                "SELECT run_id, task_id, attempt, stream, time, line, seq FROM logs"
+                " WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (run_id, after, limit),
+            ).fetchall()
+            return [
+                LogLine(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4]), r[5], r[6])
+                for r in rows
+            ]
+
+        return await self._reader.call(op)
