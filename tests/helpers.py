@@ -1,0 +1,70 @@
+"""Test helpers: wait on conditions (never on the clock) and record run/task changes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+
+from reactor.store import RunRecord, TaskRecord
+from reactor.store.records import FINAL_RUN_STATES
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    *,
+    timeout: float = 10.0,
+    message: str = "condition",
+) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    try:
+        with anyio.fail_after(timeout):
+            while True:
+                result = condition()
+                if not isinstance(result, bool):
+                    result = await result
+                if result:
+                    return
+                await anyio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {message}") from None
+
+
+@dataclass
+class Recorder:
+    """A RunObserver that keeps every change and wakes waiters."""
+
+    runs: dict[str, RunRecord] = field(default_factory=dict)
+    changes: list[tuple[str, str, str]] = field(default_factory=list)
+    tasks: list[tuple[str, str, str]] = field(default_factory=list)
+    _changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def run_changed(self, run: RunRecord) -> None:
+        self.runs[run.id] = run
+        self.changes.append((run.id, run.pipeline, run.status))
+        self._wake()
+
+    def task_changed(self, run: RunRecord, task: TaskRecord, note: str) -> None:
+        self.tasks.append((run.id, task.task_id, task.status))
+        self._wake()
+
+    def finished(self) -> list[RunRecord]:
+        return [r for r in self.runs.values() if r.status in FINAL_RUN_STATES]
+
+    async def wait_finished(self, count: int = 1, *, timeout: float = 10.0) -> list[RunRecord]:
+        """Wait until ``count`` runs reached a final state; returns them."""
+        try:
+            with anyio.fail_after(timeout):
+                while len(self.finished()) < count:
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"timed out after {timeout}s: {len(self.finished())} of {count} runs finished;"
+                f" changes: {self.changes}"
+            ) from None
+        return self.finished()
