@@ -1,0 +1,68 @@
+"""Reactor: an event-driven data orchestrator."""
+
+from reactor.actions import Action, TaskRequest
+from reactor.clock import Clock, FakeClock, SystemClock
+from reactor.errors import (
+    ActionError,
+    AdmissionError,
+    ConnectorError,
+    ExpressionError,
+    ParamError,
+    ReactorError,
+    SpecError,
+    SpecErrorGroup,
+    StoreError,
+    TaskTimeout,
+)
+from reactor.events import Event, InvalidEvent
+from reactor.executor import RunObserver
+from reactor.pipelines import Pipeline, load_folder, load_pipeline
+from reactor.registry import Registry, TaskKind, TriggerKind, default_registry
+from reactor.sensors import EmitResult, Sensor, SensorContext
+from reactor.service import PublishResult, Reactor, Settings
+from reactor.specs import EventFilter, TaskSpec, TriggerSpec
+from reactor.store import RunRecord, SqliteStore, Store, TaskRecord, open_store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action",
+    "ActionError",
+    "AdmissionError",
+    "Clock",
+    "ConnectorError",
+    "EmitResult",
+    "Event",
+    "EventFilter",
+    "ExpressionError",
+    "FakeClock",
+    "InvalidEvent",
+    "ParamError",
+    "Pipeline",
+    "PublishResult",
+    "Reactor",
+    "ReactorError",
+    "Registry",
+    "RunObserver",
+    "RunRecord",
+    "Sensor",
+    "SensorContext",
+    "Settings",
+    "SpecError",
+    "SpecErrorGroup",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "SystemClock",
+    "TaskKind",
+    "TaskRecord",
+    "TaskRequest",
+    "TaskSpec",
+    "TaskTimeout",
+    "TriggerKind",
+    "TriggerSpec",
+    "default_registry",
+    "load_folder",
+    "load_pipeline",
+    "open_store",
+]
