@@ -21,6 +21,7 @@ from reactor.actions import LogStream, TaskRequest
 from reactor.durations import Duration
 from reactor.errors import ActionError, ExpressionError
 from reactor.expressions import CompiledValue, Template
+from reactor.recovery import RUN_ID_VARIABLE
 from reactor.specs import TaskSpec
 
 __all__ = ["ShellAction", "ShellTaskSpec", "kill_group"]
@@ -84,7 +85,12 @@ class ShellAction:
             extra = {k: str(v) for k, v in self.env.render(request.scope).items()}
         except ExpressionError as exc:
             raise ActionError(f"cannot render command: {exc}") from exc
-        env = {**os.environ, **extra, "REACTOR_RUN_ID": request.run_id}
+        env = {
+            **os.environ,
+            **extra,
+            RUN_ID_VARIABLE: request.run_id,
+            "REACTOR_TASK_ID": request.task_id,
+        }
         stdout: list[str] = []
         stderr: list[str] = []
         try:
@@ -98,6 +104,8 @@ class ShellAction:
         except OSError as exc:
             raise ActionError(f"cannot start shell in {self.cwd}: {exc.strerror}") from exc
         try:
+            if request.report_process is not None:
+                await request.report_process(process.pid)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_pump, process.stdout, "stdout", request, stdout)
                 tg.start_soon(_pump, process.stderr, "stderr", request, stderr)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -23,6 +23,8 @@ class TaskRequest:
     scope: Mapping[str, Any]
     base_dir: Path
     log: Callable[[LogStream, str], None]
+    #: Actions that start a process group report its id, so crash recovery can kill it.
+    report_process: Callable[[int], Awaitable[None]] | None = None
 
 
 class Action(Protocol):

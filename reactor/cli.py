@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 from datetime import datetime
@@ -15,7 +14,7 @@ import anyio
 import httpx
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from reactor.errors import ReactorError, SpecErrorGroup
 from reactor.params import parse_cli_value
@@ -130,7 +129,8 @@ def _parse_http(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-async def _until_signal(scope: anyio.CancelScope, *, task_status: Any) -> None:
+async def _watch_signals(stop: anyio.Event, reactor: Reactor, *, task_status: Any) -> None:
+    """First SIGINT/SIGTERM: stop gracefully. Second: cancel running tasks at once."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         task_status.started()
         count = 0
@@ -139,10 +139,10 @@ async def _until_signal(scope: anyio.CancelScope, *, task_status: Any) -> None:
             name = signal.Signals(signum).name
             if count == 1:
                 err.print(f"{name}: stopping (running tasks get the grace period; again to cancel)")
-                scope.cancel()
+                stop.set()
             else:
-                err.print(f"{name}: cancelling now")
-                os._exit(130)
+                err.print(f"{name}: cancelling running tasks now")
+                reactor.cancel_all()
 
 
 @app.command()
@@ -171,24 +171,32 @@ def serve(
     printer = LivePrinter(exit_after)
     settings = Settings(max_tasks=max_tasks, grace=grace, http=address)
 
+    # Kept out of the signal task group, which would wrap it in an ExceptionGroup.
+    failure: list[ReactorError] = []
+
     async def main() -> None:
         reactor = Reactor(
             folder, open_store(_store_url(store, folder)), settings=settings, observers=[printer]
         )
+        stop = printer.enough
         async with anyio.create_task_group() as tg:
-            await tg.start(_until_signal, tg.cancel_scope)
-            async with reactor:
-                where = f"; API on http://{address[0]}:{reactor.http_port}" if address else ""
-                names = ", ".join(sorted(reactor.pipelines)) or "none"
-                console.print(f"Reactor serving {folder} (pipelines: {names}){where}")
-                if exit_after is not None:
-                    await printer.enough.wait()
-                else:
-                    await anyio.sleep_forever()
+            # The watcher outlives the service block, so a second signal during the
+            # graceful stop still reaches it.
+            await tg.start(_watch_signals, stop, reactor)
+            try:
+                async with reactor:
+                    where = f"; API on http://{address[0]}:{reactor.http_port}" if address else ""
+                    names = ", ".join(sorted(reactor.pipelines)) or "none"
+                    console.print(f"Reactor serving {folder} (pipelines: {names}){where}")
+                    await stop.wait()
+            except ReactorError as exc:
+                failure.append(exc)
             tg.cancel_scope.cancel()
 
     try:
         anyio.run(main)
+        if failure:
+            raise failure[0]
     except SpecErrorGroup as exc:
         for problem in exc.problems:
             err.print(str(problem), markup=False)
@@ -292,7 +300,9 @@ def runs(
     if as_json:
         sys.stdout.write(json.dumps(found, indent=2) + "\n")
         return
-    table = Table("run", "pipeline", "status", "trigger", "created", "ended")
+    # The run id is what a user copies into the next command: never cut it short.
+    run_column = Column("run", no_wrap=True, min_width=32)
+    table = Table(run_column, "pipeline", "status", "trigger", "created", "ended")
     for item in found:
         style = _STATUS_STYLE.get(item["status"], "")
         table.add_row(

@@ -72,10 +72,17 @@ class FakeClock:
             await anyio.lowlevel.checkpoint()
             return
         woken = anyio.Event()
-        heapq.heappush(self._sleepers, (self._elapsed + seconds, next(self._counter), woken))
+        entry = (self._elapsed + seconds, next(self._counter), woken)
+        heapq.heappush(self._sleepers, entry)
         self._changed.set()
         self._changed = anyio.Event()
-        await woken.wait()
+        try:
+            await woken.wait()
+        finally:
+            # A cancelled sleeper is no longer asleep: it must not count in ``sleepers``.
+            if not woken.is_set():
+                self._sleepers.remove(entry)
+                heapq.heapify(self._sleepers)
 
     async def wait_for_sleepers(self, count: int = 1) -> None:
         """Wait until at least ``count`` tasks sleep on this clock."""
@@ -95,6 +102,7 @@ async def run_with_timeout(clock: Clock, seconds: float | None, fn: Any) -> Any:
     if seconds is None:
         return await fn()
     result: list[Any] = []
+    failure: list[Exception] = []
     expired = False
     async with anyio.create_task_group() as tg:
 
@@ -105,11 +113,17 @@ async def run_with_timeout(clock: Clock, seconds: float | None, fn: Any) -> Any:
             tg.cancel_scope.cancel()
 
         async def work() -> None:
-            result.append(await fn())
+            # Kept out of the task group so the caller sees fn's own error, not a group.
+            try:
+                result.append(await fn())
+            except Exception as exc:
+                failure.append(exc)
             tg.cancel_scope.cancel()
 
         tg.start_soon(watchdog)
         tg.start_soon(work)
+    if failure:
+        raise failure[0]
     if expired and not result:
         raise TimeoutError(f"timed out after {seconds}s")
     return result[0]

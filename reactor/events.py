@@ -100,7 +100,7 @@ class Event:
                 raise InvalidEvent(f"'time' {raw!r} has no UTC offset")
         extensions = {k: v for k, v in body.items() if k not in (*_CORE_ATTRIBUTES, "data")}
         for name in extensions:
-            if not name.isalnum() or not name.islower():
+            if not (name.isascii() and name.isalnum() and name.islower()):
                 raise InvalidEvent(
                     f"extension attribute {name!r} must be lower-case letters and digits"
                 )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import anyio
@@ -16,6 +18,7 @@ from reactor.clock import Clock, run_with_timeout
 from reactor.dag import FINAL_TASK_STATES, next_steps
 from reactor.errors import ActionError
 from reactor.events import Event
+from reactor.failpoints import hit
 from reactor.pipelines import Pipeline, Task
 from reactor.store import AttemptRecord, LogLine, RunRecord, Store, TaskRecord
 
@@ -68,6 +71,7 @@ class RunExecutor:
         owner: str,
         env: Mapping[str, str],
         observers: Sequence[RunObserver] = (),
+        resume: Sequence[TaskRecord] | None = None,
     ) -> None:
         self.run = run
         self.pipeline = pipeline
@@ -83,6 +87,8 @@ class RunExecutor:
         self._logs = _Logs(run.id, clock)
         self._cancel_reason: str | None = None
         self._open_attempts: dict[str, AttemptRecord] = {}
+        self._resume = resume
+        self._host = socket.gethostname()
 
     # Notifications
 
@@ -115,12 +121,38 @@ class RunExecutor:
             "env": self.env,
         }
 
+    def _restore(self, stored: Sequence[TaskRecord], now: datetime) -> list[TaskRecord]:
+        """Take over task states of a run whose process died; returns what changed.
+
+        A task cut off while running counts that attempt (it is ``crashed``) and
+        runs again if its retries allow; finished tasks are never run again.
+        """
+        changed = []
+        for record in stored:
+            if record.task_id not in self.records:
+                continue
+            self.records[record.task_id] = record
+            if record.status != "running":
+                continue
+            retries = self.pipeline.tasks[record.task_id].retries
+            if record.attempts <= retries.max:
+                record.status = "pending"
+            else:
+                record.status = "failed"
+                record.ended_at = now
+            record.error = "crashed: the process running it stopped"
+            changed.append(record)
+        return changed
+
     async def execute(self) -> RunRecord:
         now = self.clock.now()
         self.run.status = "running"
         self.run.started_at = self.run.started_at or now
-        await self.store.save_tasks(list(self.records.values()))
-        await self.store.set_run_status(self.run.id, "running", at=now)
+        if self._resume is None:
+            await self.store.save_tasks(list(self.records.values()))
+        elif changed := self._restore(self._resume, now):
+            await self.store.save_tasks(changed)
+        await self.store.set_run_status(self.run.id, "running", at=now, owner=self.owner)
         self._run_changed()
         with self.cancel_scope:
             async with anyio.create_task_group() as tg:
@@ -180,12 +212,21 @@ class RunExecutor:
                 record.started_at = record.started_at or now
                 record.error = None
                 attempt = AttemptRecord(
-                    self.run.id, task.id, record.attempts, "running", self.owner, now, now
+                    self.run.id,
+                    task.id,
+                    record.attempts,
+                    "running",
+                    self.owner,
+                    now,
+                    now,
+                    host=self._host,
                 )
                 self._open_attempts[task.id] = attempt
                 await self.store.save_tasks([record], [attempt])
+                hit("task.after_start")
                 self._task_changed(record, f"attempt {record.attempts}")
-                outcome, output, error = await self._attempt(task, record.attempts)
+                outcome, output, error = await self._attempt(task, attempt)
+                hit("task.after_action")
                 del self._open_attempts[task.id]
             now = self.clock.now()
             attempt.status = outcome
@@ -229,15 +270,20 @@ class RunExecutor:
             await self.store.append_logs(lines)
         await self.store.save_tasks([record], [attempt])
 
-    async def _attempt(self, task: Task, attempt: int) -> tuple[str, Any, str | None]:
+    async def _attempt(self, task: Task, attempt: AttemptRecord) -> tuple[str, Any, str | None]:
+        async def report_process(pid: int) -> None:
+            attempt.pid = pid
+            await self.store.save_tasks([], [attempt])
+
         request = TaskRequest(
             run_id=self.run.id,
             pipeline=self.pipeline.name,
             task_id=task.id,
-            attempt=attempt,
+            attempt=attempt.attempt,
             scope=self._scope(),
             base_dir=self.pipeline.base_dir,
-            log=self._logs.sink(task.id, attempt),
+            log=self._logs.sink(task.id, attempt.attempt),
+            report_process=report_process,
         )
         try:
             output = await run_with_timeout(
@@ -295,5 +341,6 @@ class RunExecutor:
         self.run.status = status
         self.run.ended_at = now
         self.run.reason = reason
+        hit("run.before_finish")
         await self.store.set_run_status(self.run.id, status, at=now, reason=reason)
         self._run_changed()

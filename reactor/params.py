@@ -33,6 +33,9 @@ def _coerce(kind: str, value: Any) -> Any:
     adapter = _ADAPTERS[kind]
     if kind == "string" and not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")
+    if kind in ("integer", "number") and isinstance(value, bool):
+        # pydantic's lax mode would turn true into 1; a flag is not a count.
+        raise ValueError(f"expected {kind}, got boolean {value!r}")
     try:
         checked = adapter.validate_python(value)
     except ValidationError as exc:

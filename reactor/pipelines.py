@@ -169,8 +169,16 @@ def _message(error: Any, registry: Registry) -> str:
         tag = str(error["ctx"].get("tag", "")).strip("<>")
         expected = ", ".join(sorted(registry.triggers))
         return f"unknown trigger kind {tag!r}; allowed: {expected}"
+    if kind == "trigger_kind":
+        given = error["input"].get("on") if isinstance(error["input"], dict) else None
+        if isinstance(given, str):
+            expected = ", ".join(sorted(registry.triggers))
+            return f"unknown trigger kind {given!r}; allowed: {expected}"
     if kind == "literal_error":
         return f"{error['msg']}, got {error['input']!r}"
+    if kind == "value_error":
+        # Our validators' own words, without pydantic's "Value error, " prefix.
+        return str(error["ctx"]["error"])
     return str(error["msg"])
 
 

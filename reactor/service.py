@@ -20,14 +20,16 @@ from reactor.clock import Clock, SystemClock
 from reactor.errors import AdmissionError, ParamError, SpecErrorGroup
 from reactor.events import Event, new_id
 from reactor.executor import RunExecutor, RunObserver
+from reactor.failpoints import hit
 from reactor.params import check_params
 from reactor.pipelines import Pipeline, Trigger, load_folder, load_pipeline
+from reactor.recovery import is_dead, kill_orphaned_group
 from reactor.registry import Registry, default_registry
 from reactor.rules import RuleEngine, run_key
 from reactor.sensors import EmitResult, SensorContext, SensorHealth
 from reactor.specs import TriggerSpec
-from reactor.store import RunRecord, Store
-from reactor.store.records import FINAL_RUN_STATES
+from reactor.store import RunRecord, Store, TaskRecord
+from reactor.store.records import FINAL_RUN_STATES, ProcessRecord
 
 __all__ = ["PublishResult", "Reactor", "Settings"]
 
@@ -111,7 +113,8 @@ class Reactor:
         self.registry = registry or default_registry()
         self.settings = settings or Settings()
         self.observers = list(observers)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{new_id()[-8:]}"
         self.env = dict(os.environ)
         self.pipelines: dict[str, Pipeline] = {}
         self._versions: dict[tuple[str, str], Pipeline] = {}
@@ -126,6 +129,8 @@ class Reactor:
             self.settings.bus_capacity
         )
         self._tg: TaskGroup | None = None
+        self._grace_over = anyio.Event()
+        self._waiting_for_runs: anyio.CancelScope | None = None
         self._background = anyio.CancelScope()
         self._http_scope = anyio.CancelScope()
         self.http_port: int | None = None
@@ -153,9 +158,16 @@ class Reactor:
             await self._tg.start(self._background_loops)
             if self.settings.http is not None:
                 self.http_port = await self._tg.start(self._serve_http, *self.settings.http)
-            await self._sync_sensors()
-            await self._resume_queued()
+            await self.store.register_process(
+                ProcessRecord(
+                    self.owner, self.host, os.getpid(), self.clock.now(), self.clock.now()
+                )
+            )
             self._accepting = True
+            await self._recover_runs()
+            await self._evaluate_pending_events()
+            await self._resume_queued()
+            await self._sync_sensors()
         except BaseException as exc:
             await self._stop(exc)
             raise
@@ -181,8 +193,9 @@ class Reactor:
                     slot.health.state = "stopped"
                 self._sensors.clear()
                 self._bus_send.close()
-                with anyio.move_on_after(self.settings.grace):
-                    while self._runs:
+                with anyio.move_on_after(self.settings.grace) as waiting:
+                    self._waiting_for_runs = waiting
+                    while self._runs and not self._grace_over.is_set():
                         await next(iter(self._run_done_for_active())).wait()
                 for executor in list(self._runs.values()):
                     executor.cancel("the service stopped before the run finished")
@@ -190,13 +203,27 @@ class Reactor:
                 self._http_scope.cancel()
         finally:
             tg, self._tg = self._tg, None
+            # An error of the caller's block (say, an unknown pipeline in run_now) must reach
+            # the caller as itself, not wrapped in an ExceptionGroup; only cancellation is
+            # the task group's business.
+            passed = exc if exc is not None and not isinstance(exc, Exception) else None
             try:
                 await tg.__aexit__(
-                    type(exc) if exc else None, exc, exc.__traceback__ if exc else None
+                    type(passed) if passed else None,
+                    passed,
+                    passed.__traceback__ if passed else None,
                 )
             finally:
                 with anyio.CancelScope(shield=True):
                     await self.store.close()
+
+    def cancel_all(self) -> None:
+        """Stop waiting for running tasks: cancel every run now (a second Ctrl-C)."""
+        self._grace_over.set()
+        if self._waiting_for_runs is not None:
+            self._waiting_for_runs.cancel()
+        for executor in list(self._runs.values()):
+            executor.cancel("cancelled at once by a second stop request")
 
     def _run_done_for_active(self) -> list[anyio.Event]:
         return [self._run_done[run_id] for run_id in self._runs if run_id in self._run_done]
@@ -218,8 +245,7 @@ class Reactor:
     async def _heartbeat_loop(self) -> None:
         while True:
             await self.clock.sleep(self.settings.heartbeat)
-            if self._runs:
-                await self.store.heartbeat(self.owner, self.clock.now())
+            await self.store.heartbeat(self.owner, self.clock.now())
 
     # Pipelines
 
@@ -337,7 +363,9 @@ class Reactor:
     # Events
 
     async def _ingest(self, event: Event) -> tuple[str, bool]:
-        return await self.store.ingest(event, self.clock.now())
+        result = await self.store.ingest(event, self.clock.now())
+        hit("ingest.after_persist")
+        return result
 
     async def emit(self, event: Event) -> EmitResult:
         """For sensors: persist ``event``, then hand it to the rule engine (not waiting)."""
@@ -388,6 +416,14 @@ class Reactor:
             record = decision.to_json()
             outcome.append(record)
             if not decision.fired:
+                if decision.reason.startswith("params:"):
+                    # The trigger matched but its params are bad: say so where the user looks.
+                    logger.warning(
+                        "trigger %s did not fire for event %s: %s",
+                        decision.trigger,
+                        event.id,
+                        decision.reason,
+                    )
                 continue
             pipeline = self.pipelines[decision.pipeline]
             plan = self._plan(pipeline)
@@ -408,6 +444,7 @@ class Reactor:
             record["run_id"] = run.id
             planned.append((run, plan))
         admitted = await self.store.record_outcome(event, outcome, [run for run, _ in planned], now)
+        hit("rules.after_outcome")
         for (_, plan), result in zip(planned, admitted, strict=True):
             if result.new:
                 self._admit(result.run, plan, [event])
@@ -461,7 +498,9 @@ class Reactor:
                     )
         self._queued[run.pipeline].append((run, events))
 
-    def _start(self, run: RunRecord, events: list[Event]) -> None:
+    def _start(
+        self, run: RunRecord, events: list[Event], resume: list[TaskRecord] | None = None
+    ) -> None:
         assert self._tg is not None
         pipeline = self._versions.get((run.pipeline, run.version)) or self.pipelines[run.pipeline]
         executor = RunExecutor(
@@ -474,6 +513,7 @@ class Reactor:
             owner=self.owner,
             env=self.env,
             observers=self.observers,
+            resume=resume,
         )
         self._runs[run.id] = executor
         self._run_slots.acquire(run.pipeline, run.id)
@@ -508,30 +548,92 @@ class Reactor:
             run, events = queue.popleft()
             self._start(run, events)
 
+    async def _version_of(self, run: RunRecord) -> Pipeline | None:
+        """The pipeline version ``run`` was admitted with (from the store if not loaded)."""
+        known = self._versions.get((run.pipeline, run.version))
+        if known is not None:
+            return known
+        current = self.pipelines.get(run.pipeline)
+        if current is None:
+            return None
+        text = await self.store.pipeline_version(run.pipeline, run.version)
+        if text is not None:
+            try:
+                pipeline = load_pipeline(current.path, registry=self.registry, text=text)
+            except SpecErrorGroup:
+                logger.warning(
+                    "run %s: its pipeline version no longer loads; using the current one", run.id
+                )
+            else:
+                self._versions[(run.pipeline, run.version)] = pipeline
+                return pipeline
+        return current
+
+    async def _events_of(self, run: RunRecord) -> list[Event]:
+        events = []
+        for event_id in run.event_ids:
+            stored = await self.store.find_event(event_id)
+            if stored is not None:
+                events.append(stored.event)
+        return events
+
+    async def _recover_runs(self) -> None:
+        """Take over runs left running by a process that is gone (crash recovery)."""
+        now = self.clock.now()
+        processes = {p.owner: p for p in await self.store.processes()}
+        for run in await self.store.runs_with_status("running"):
+            dead = is_dead(
+                run.owner,
+                me=self.owner,
+                processes=processes,
+                host=self.host,
+                now=now,
+                lease=self.settings.lease,
+            )
+            if not dead or not await self.store.claim_run(run.id, run.owner, self.owner):
+                continue
+            crashed = [a for a in await self.store.attempts(run.id) if a.status == "running"]
+            for attempt in crashed:
+                if attempt.pid is not None and attempt.host == self.host:
+                    kill_orphaned_group(attempt.pid, run.id)
+                attempt.status = "crashed"
+                attempt.ended_at = now
+                attempt.error = f"the process running it ({attempt.owner}) stopped"
+            if crashed:
+                await self.store.save_tasks([], crashed)
+            pipeline = await self._version_of(run)
+            if pipeline is None:
+                reason = f"crashed, and pipeline {run.pipeline!r} no longer exists"
+                await self.store.set_run_status(run.id, "failed", at=now, reason=reason)
+                continue
+            logger.warning(
+                "recovering run %s of %s (its process %s stopped)", run.id, run.pipeline, run.owner
+            )
+            self._run_done[run.id] = anyio.Event()
+            self._versions[(run.pipeline, run.version)] = pipeline
+            self._start(run, await self._events_of(run), await self.store.task_runs(run.id))
+
+    async def _evaluate_pending_events(self) -> None:
+        """Evaluate events that were stored but never evaluated (a crash in between)."""
+        done: set[int] = set()
+        while True:
+            batch = [s for s in await self.store.unevaluated_events(500) if s.seq not in done]
+            if not batch:
+                return
+            for stored in batch:
+                done.add(stored.seq)
+                try:
+                    await self._evaluate(stored.event)
+                except Exception:
+                    logger.exception("evaluating stored event %s failed", stored.event.id)
+
     async def _resume_queued(self) -> None:
         for run in await self.store.runs_with_status("queued"):
-            if run.pipeline not in self.pipelines:
+            if run.pipeline not in self.pipelines or run.id in self._run_done:
                 continue
-            if (run.pipeline, run.version) not in self._versions:
-                text = await self.store.pipeline_version(run.pipeline, run.version)
-                if text is not None:
-                    current = self.pipelines[run.pipeline]
-                    try:
-                        self._versions[(run.pipeline, run.version)] = load_pipeline(
-                            current.path, registry=self.registry, text=text
-                        )
-                    except SpecErrorGroup:
-                        logger.warning(
-                            "run %s: its pipeline version no longer loads; using the current one",
-                            run.id,
-                        )
-            events = []
-            for event_id in run.event_ids:
-                stored = await self.store.find_event(event_id)
-                if stored is not None:
-                    events.append(stored.event)
+            await self._version_of(run)
             self._run_done[run.id] = anyio.Event()
-            self._queued[run.pipeline].append((run, events))
+            self._queued[run.pipeline].append((run, await self._events_of(run)))
         for name in list(self._queued):
             self._start_queued(name)
 

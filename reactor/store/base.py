@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from reactor.events import Event
-from reactor.store.records import AttemptRecord, LogLine, RunRecord, TaskRecord
+from reactor.store.records import AttemptRecord, LogLine, ProcessRecord, RunRecord, TaskRecord
 
 __all__ = ["Admitted", "Store", "StoredEvent"]
 
@@ -84,7 +84,14 @@ class Store(Protocol):
         *,
         at: datetime,
         reason: str | None = None,
-    ) -> None: ...
+        owner: str | None = None,
+    ) -> None:
+        """Set the status and its timestamp (set once); ``owner`` claims a running run."""
+        ...
+
+    async def claim_run(self, run_id: str, old_owner: str | None, new_owner: str) -> bool:
+        """Take over a run from ``old_owner``; ``False`` if someone else already did."""
+        ...
 
     # Tasks
     async def save_tasks(
@@ -95,7 +102,17 @@ class Store(Protocol):
 
     async def attempts(self, run_id: str) -> list[AttemptRecord]: ...
 
-    async def heartbeat(self, owner: str, at: datetime) -> None: ...
+    async def running_attempts(self) -> list[AttemptRecord]:
+        """Every attempt still marked running, whoever owns it."""
+        ...
+
+    async def register_process(self, process: ProcessRecord) -> None: ...
+
+    async def processes(self) -> list[ProcessRecord]: ...
+
+    async def heartbeat(self, owner: str, at: datetime) -> None:
+        """Mark ``owner`` alive: its process row and its running attempts."""
+        ...
 
     # Logs
     async def append_logs(self, lines: Sequence[LogLine]) -> None: ...

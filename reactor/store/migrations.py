@@ -56,7 +56,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                 created_at TEXT NOT NULL,
                 started_at TEXT,
                 ended_at TEXT,
-                reason TEXT
+                reason TEXT,
+                owner TEXT
             )""",
             "CREATE INDEX runs_pipeline ON runs (pipeline, seq)",
             "CREATE INDEX runs_status ON runs (status, pipeline, seq)",
@@ -81,6 +82,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                 heartbeat_at TEXT NOT NULL,
                 ended_at TEXT,
                 error TEXT,
+                host TEXT,
+                pid INTEGER,
                 PRIMARY KEY (run_id, task_id, attempt)
             )""",
             "CREATE INDEX task_attempts_owner ON task_attempts (owner, status)",

@@ -10,6 +10,7 @@ __all__ = [
     "AttemptRecord",
     "EventOutcome",
     "LogLine",
+    "ProcessRecord",
     "RunRecord",
     "RunStatus",
     "TaskRecord",
@@ -34,6 +35,7 @@ class RunRecord:
     ended_at: datetime | None = None
     reason: str | None = None
     seq: int | None = None
+    owner: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +89,19 @@ class AttemptRecord:
     heartbeat_at: datetime
     ended_at: datetime | None = None
     error: str | None = None
+    host: str | None = None
+    pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRecord:
+    """A ``reactor serve`` process: who it is and when it last showed it was alive."""
+
+    owner: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

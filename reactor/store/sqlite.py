@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 
 from reactor.errors import StoreError
 from reactor.events import Event
+from reactor.failpoints import hit
 from reactor.store.base import Admitted, StoredEvent
 from reactor.store.migrations import LATEST, MIGRATIONS, render
-from reactor.store.records import AttemptRecord, LogLine, RunRecord, TaskRecord
+from reactor.store.records import AttemptRecord, LogLine, ProcessRecord, RunRecord, TaskRecord
 
 __all__ = ["SqliteStore"]
 
@@ -68,11 +69,18 @@ class _Worker:
         if self._error is not None:
             raise StoreError(f"cannot open SQLite database {self._path}: {self._error}")
 
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join()
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._thread.is_alive():
+            # Queued work would wait forever on a thread that is not there.
+            raise StoreError(f"the store {self._path} is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((fn, future, loop))
@@ -134,6 +142,7 @@ class _Worker:
                         conn.execute("ROLLBACK TO op")
                         conn.execute("RELEASE op")
                         results.append((None, _store_error(exc)))
+                hit("store.before_commit")
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
@@ -165,6 +174,7 @@ def _run_row(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
         started,
         ended,
         reason,
+        owner,
     ) = row
     return RunRecord(
         id=id_,
@@ -180,12 +190,13 @@ def _run_row(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
         ended_at=_dt(ended),
         reason=reason,
         seq=seq,
+        owner=owner,
     )
 
 
 _RUN_COLUMNS = (
     "seq, id, run_key, pipeline, version, status, params, trigger, event_ids, created_at, "
-    "started_at, ended_at, reason"
+    "started_at, ended_at, reason, owner"
 )
 
 
@@ -204,6 +215,27 @@ def _event_row(row: tuple[Any, ...]) -> StoredEvent:
     )
     return StoredEvent(
         event, seq, datetime.fromisoformat(received_at), json.loads(outcome) if outcome else None
+    )
+
+
+_ATTEMPT_COLUMNS = (
+    "run_id, task_id, attempt, status, owner, started_at, heartbeat_at, ended_at, error, host, pid"
+)
+
+
+def _attempt_row(r: tuple[Any, ...]) -> AttemptRecord:
+    return AttemptRecord(
+        run_id=r[0],
+        task_id=r[1],
+        attempt=r[2],
+        status=r[3],
+        owner=r[4],
+        started_at=datetime.fromisoformat(r[5]),
+        heartbeat_at=datetime.fromisoformat(r[6]),
+        ended_at=_dt(r[7]),
+        error=r[8],
+        host=r[9],
+        pid=r[10],
     )
 
 
@@ -243,21 +275,39 @@ class SqliteStore:
         self.path = str(path)
         self._writer = _Worker(self.path, writer=True)
         self._reader = _Worker(self.path, writer=False)
+        self._users = 0
 
     @property
     def url(self) -> str:
         return f"sqlite:///{self.path}"
 
     async def open(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer.start()
-        await self._writer.call(self._migrate)
-        self._reader.start()
+        """Open (counted: a store opened twice stays open until closed twice; reopenable)."""
+        self._users += 1
+        if self._users > 1:
+            return
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._writer.start()
+            await self._writer.call(self._migrate)
+            self._reader.start()
+        except BaseException:
+            self._users = 1
+            await self.close()
+            raise
 
     async def close(self) -> None:
-        self._reader.stop()
-        self._writer.stop()
+        if self._users == 0:
+            return
+        self._users -= 1
+        if self._users > 0:
+            return
+        for worker in (self._reader, self._writer):
+            if worker.started:
+                worker.stop()
+        self._writer = _Worker(self.path, writer=True)
+        self._reader = _Worker(self.path, writer=False)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute(
@@ -424,20 +474,34 @@ class SqliteStore:
         return await self._reader.call(op)
 
     async def set_run_status(
-        self, run_id: str, status: str, *, at: datetime, reason: str | None = None
+        self,
+        run_id: str,
+        status: str,
+        *,
+        at: datetime,
+        reason: str | None = None,
+        owner: str | None = None,
     ) -> None:
-        column = {"running": "started_at"}.get(status, "ended_at")
-        if status == "queued":
-            column = "created_at"
+        column = {"running": "started_at", "queued": "created_at"}.get(status, "ended_at")
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
                 f"UPDATE runs SET status = ?, {column} = coalesce({column}, ?),"
-                " reason = coalesce(?, reason) WHERE id = ?",
-                (status, _ts(at), reason, run_id),
+                " reason = coalesce(?, reason), owner = coalesce(?, owner) WHERE id = ?",
+                (status, _ts(at), reason, owner, run_id),
             )
 
         await self._writer.call(op)
+
+    async def claim_run(self, run_id: str, old_owner: str | None, new_owner: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE runs SET owner = ? WHERE id = ? AND owner IS ?",
+                (new_owner, run_id, old_owner),
+            )
+            return cursor.rowcount == 1
+
+        return await self._writer.call(op)
 
     # Tasks
 
@@ -468,6 +532,8 @@ class SqliteStore:
                 _ts(a.heartbeat_at),
                 _ts(a.ended_at),
                 a.error,
+                a.host,
+                a.pid,
             )
             for a in attempts
         ]
@@ -481,10 +547,12 @@ class SqliteStore:
                 task_rows,
             )
             conn.executemany(
-                "INSERT INTO task_attempts VALUES (?,?,?,?,?,?,?,?,?)"
+                "INSERT INTO task_attempts (run_id, task_id, attempt, status, owner, started_at,"
+                " heartbeat_at, ended_at, error, host, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET status = excluded.status,"
                 " heartbeat_at = excluded.heartbeat_at, ended_at = excluded.ended_at,"
-                " error = excluded.error",
+                " error = excluded.error, host = coalesce(excluded.host, host),"
+                " pid = coalesce(excluded.pid, pid)",
                 attempt_rows,
             )
 
@@ -516,21 +584,47 @@ class SqliteStore:
     async def attempts(self, run_id: str) -> list[AttemptRecord]:
         def op(conn: sqlite3.Connection) -> list[AttemptRecord]:
             rows = conn.execute(
-                "SELECT run_id, task_id, attempt, status, owner, started_at, heartbeat_at,"
-                " ended_at, error FROM task_attempts WHERE run_id = ? ORDER BY started_at",
+                f"SELECT {_ATTEMPT_COLUMNS} FROM task_attempts WHERE run_id = ?"
+                " ORDER BY started_at, attempt",
                 (run_id,),
             ).fetchall()
+            return [_attempt_row(r) for r in rows]
+
+        return await self._reader.call(op)
+
+    async def running_attempts(self) -> list[AttemptRecord]:
+        def op(conn: sqlite3.Connection) -> list[AttemptRecord]:
+            rows = conn.execute(
+                f"SELECT {_ATTEMPT_COLUMNS} FROM task_attempts WHERE status = 'running'"
+            ).fetchall()
+            return [_attempt_row(r) for r in rows]
+
+        return await self._reader.call(op)
+
+    async def register_process(self, process: ProcessRecord) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO processes VALUES (?,?,?,?,?) ON CONFLICT (owner) DO UPDATE SET"
+                " heartbeat_at = excluded.heartbeat_at",
+                (
+                    process.owner,
+                    process.host,
+                    process.pid,
+                    _ts(process.started_at),
+                    _ts(process.heartbeat_at),
+                ),
+            )
+
+        await self._writer.call(op)
+
+    async def processes(self) -> list[ProcessRecord]:
+        def op(conn: sqlite3.Connection) -> list[ProcessRecord]:
+            rows = conn.execute(
+                "SELECT owner, host, pid, started_at, heartbeat_at FROM processes"
+            ).fetchall()
             return [
-                AttemptRecord(
-                    r[0],
-                    r[1],
-                    r[2],
-                    r[3],
-                    r[4],
-                    datetime.fromisoformat(r[5]),
-                    datetime.fromisoformat(r[6]),
-                    _dt(r[7]),
-                    r[8],
+                ProcessRecord(
+                    r[0], r[1], r[2], datetime.fromisoformat(r[3]), datetime.fromisoformat(r[4])
                 )
                 for r in rows
             ]
@@ -539,6 +633,7 @@ class SqliteStore:
 
     async def heartbeat(self, owner: str, at: datetime) -> None:
         def op(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE processes SET heartbeat_at = ? WHERE owner = ?", (_ts(at), owner))
             conn.execute(
                 "UPDATE task_attempts SET heartbeat_at = ? WHERE owner = ? AND status = 'running'",
                 (_ts(at), owner),
