@@ -14,6 +14,7 @@ import anyio
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from reactor.errors import ReactorError, SpecErrorGroup
@@ -97,10 +98,12 @@ class LivePrinter:
     def run_changed(self, run: RunRecord) -> None:
         style = _STATUS_STYLE.get(run.status, "")
         what = f"trigger {run.trigger}" if run.trigger else "on demand"
-        extra = f" ({run.reason})" if run.reason and run.status != "succeeded" else ""
+        what = f" {what}" if run.status == "queued" else ""
+        # Reasons and outputs are data: brackets in them must not be read as rich markup.
+        extra = f" ({escape(run.reason)})" if run.reason and run.status != "succeeded" else ""
         console.print(
             f"{self._stamp()} run {run.id} [bold]{run.pipeline}[/bold] "
-            f"[{style}]{run.status}[/{style}] {what if run.status == 'queued' else ''}{extra}"
+            f"[{style}]{run.status}[/{style}]{what}{extra}"
         )
         if run.status in FINAL_RUN_STATES:
             self.finished.append(run)
@@ -112,9 +115,9 @@ class LivePrinter:
         detail = ""
         if task.status == "succeeded" and task.output not in (None, ""):
             shown = json.dumps(task.output, default=str)
-            detail = f" output={shown[:80]}{'...' if len(shown) > 80 else ''}"
+            detail = f" output={escape(shown[:80])}{'...' if len(shown) > 80 else ''}"
         elif note:
-            detail = f" {note}"
+            detail = f" {escape(note)}"
         console.print(
             f"{self._stamp()} run {run.id}   task {task.task_id} "
             f"[{style}]{task.status}[/{style}]{detail}",
@@ -270,6 +273,34 @@ def run(
         raise typer.Exit(1)
 
 
+db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    folder: Annotated[
+        Path, typer.Option("--dir", help="The pipelines folder (for the default store).")
+    ] = Path(),
+    store: StoreOption = None,
+) -> None:
+    """Bring the store's schema to this version of Reactor (serve does it on start too)."""
+    from reactor.store.migrations import LATEST
+
+    url = _store_url(store, folder)
+
+    async def main() -> None:
+        opened = open_store(url)
+        await opened.open()
+        await opened.close()
+
+    try:
+        anyio.run(main)
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"store schema is at version {LATEST} (the latest)")
+
+
 def _client(url: str) -> httpx.Client:
     return httpx.Client(base_url=url, timeout=30.0)
 
@@ -353,6 +384,8 @@ def publish(
     console.print(f"event {result['event_id']}{dup}")
     for run_id in result["run_ids"]:
         console.print(f"run {run_id}")
+    if not result["run_ids"] and not result.get("duplicate"):
+        console.print("no run started: no trigger fired for this event")
 
 
 def main() -> None:
