@@ -101,7 +101,9 @@ class RunExecutor:
             observer.run_changed(self.run)
 
     def cancel(self, reason: str) -> None:
-        self._cancel_reason = reason
+        """Cancel the run; the first reason given is the one recorded."""
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
         self.cancel_scope.cancel()
 
     # The run
