@@ -129,6 +129,9 @@ class FileSensor:
             step=self.step_ms,
             debounce=1000,
             watch_filter=lambda change, _path: change != Change.deleted,
+            # awatch's thread notices cancellation only when it returns (after 5 s by
+            # default), which held every shutdown up that long.
+            rust_timeout=250,
         ):
             for _change, raw in changes:
                 path = Path(raw)

@@ -7,6 +7,7 @@ body, a file name) can never become code.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -37,6 +38,46 @@ class ShellTaskSpec(TaskSpec):
     env: dict[str, str] = {}
     cwd: str | None = None
     kill_grace: Duration = 5.0
+
+
+def _env_text(value: Any) -> str:
+    """An env value as a template renders it: lists and objects as JSON, nothing as ""."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    return "" if value is None else str(value)
+
+
+_TAGS = {"{{": "}}", "{%": "%}", "{#": "#}"}
+
+
+def _quoted_placeholder(source: str) -> str | None:
+    """The first ``{{ }}`` written inside '...' or "..." of a command, if any.
+
+    There its shell-quoting is undone ("'$(x)'" still runs x), so data would become code.
+    """
+    quote = ""
+    i = 0
+    while i < len(source):
+        tag = source[i : i + 2]
+        if tag in _TAGS:
+            end = source.find(_TAGS[tag], i + 2)
+            end = len(source) if end < 0 else end + 2
+            if tag == "{{" and quote:
+                return source[i:end]
+            i = end
+            continue
+        char = source[i]
+        if char == "\\" and quote != "'":
+            i += 2
+            continue
+        if char == "#" and not quote and (i == 0 or source[i - 1] in " \t\n;&|()"):
+            newline = source.find("\n", i)
+            i = len(source) if newline < 0 else newline
+            continue
+        if char in "'\"" and quote in ("", char):
+            quote = "" if quote else char
+        i += 1
+    return None
 
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -72,6 +113,12 @@ class ShellAction:
             self.command = Template(spec.shell, shell=True)
         except ExpressionError as exc:
             raise ExpressionError(str(exc), ("shell",)) from exc
+        if (quoted := _quoted_placeholder(spec.shell)) is not None:
+            raise ExpressionError(
+                f"{quoted} is inside quotes; remove them: every value is shell-quoted already,"
+                " and quotes around it would let its text run as code (or pass it in env:)",
+                ("shell",),
+            )
         try:
             self.env = CompiledValue(spec.env)
         except ExpressionError as exc:
@@ -82,7 +129,7 @@ class ShellAction:
     async def execute(self, request: TaskRequest) -> Any:
         try:
             command = str(self.command.render(request.scope))
-            extra = {k: str(v) for k, v in self.env.render(request.scope).items()}
+            extra = {k: _env_text(v) for k, v in self.env.render(request.scope).items()}
         except ExpressionError as exc:
             raise ActionError(f"cannot render command: {exc}") from exc
         env = {
@@ -94,13 +141,16 @@ class ShellAction:
         stdout: list[str] = []
         stderr: list[str] = []
         try:
-            process = await anyio.open_process(
-                ["/bin/sh", "-c", command],
-                stdin=subprocess.DEVNULL,
-                cwd=self.cwd,
-                env=env,
-                start_new_session=True,
-            )
+            # Shielded: cancelled half-way, asyncio kills only the shell and leaves its
+            # children running. Once started, a cancel below kills the whole group.
+            with anyio.CancelScope(shield=True):
+                process = await anyio.open_process(
+                    ["/bin/sh", "-c", command],
+                    stdin=subprocess.DEVNULL,
+                    cwd=self.cwd,
+                    env=env,
+                    start_new_session=True,
+                )
         except OSError as exc:
             raise ActionError(f"cannot start shell in {self.cwd}: {exc.strerror}") from exc
         try:
@@ -127,6 +177,6 @@ class ShellAction:
         kill_group(process.pid, signal.SIGTERM)
         with anyio.move_on_after(self.kill_grace):
             await process.wait()
-            return
+        # Also when the shell went quickly: a child that ignores SIGTERM must not outlive it.
         kill_group(process.pid, signal.SIGKILL)
         await process.wait()

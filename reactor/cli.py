@@ -251,7 +251,7 @@ def run(
             raise _fail(f"-p {item!r}: write key=value")
         params[key] = parse_cli_value(target.params.get(key), value)
     printer = LivePrinter()
-    settings = Settings(reload=False, sensors=False)
+    settings = Settings(reload=False, sensors=False, recover=False)
 
     async def main() -> RunRecord:
         reactor = Reactor(

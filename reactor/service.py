@@ -47,6 +47,9 @@ class Settings:
     bus_capacity: int = 1024
     reload: bool = True
     sensors: bool = True
+    #: Take over work a stopped process left (its runs, unevaluated events, queued runs).
+    #: ``reactor run`` turns it off so it never picks up a running service's work.
+    recover: bool = True
     http: tuple[str, int] | None = None
 
 
@@ -135,6 +138,7 @@ class Reactor:
         self._http_scope = anyio.CancelScope()
         self.http_port: int | None = None
         self._accepting = False
+        self._stopping = False
         self.started = anyio.Event()
 
     # Lifecycle
@@ -164,9 +168,10 @@ class Reactor:
                 )
             )
             self._accepting = True
-            await self._recover_runs()
-            await self._evaluate_pending_events()
-            await self._resume_queued()
+            if self.settings.recover:
+                await self._recover_runs()
+                await self._evaluate_pending_events()
+                await self._resume_queued()
             await self._sync_sensors()
         except BaseException as exc:
             await self._stop(exc)
@@ -186,6 +191,7 @@ class Reactor:
     async def _stop(self, exc: BaseException | None) -> None:
         assert self._tg is not None
         self._accepting = False
+        self._stopping = True
         try:
             with anyio.CancelScope(shield=True):
                 for slot in self._sensors.values():
@@ -296,8 +302,14 @@ class Reactor:
         def is_pipeline_file(_change: object, path: str) -> bool:
             return path.endswith((".yaml", ".yml"))
 
+        # rust_timeout: awatch's thread notices cancellation only when it returns (after
+        # 5 s by default), which held every shutdown up that long.
         async for _changes in awatch(
-            self.pipelines_dir, debounce=300, step=50, watch_filter=is_pipeline_file
+            self.pipelines_dir,
+            debounce=300,
+            step=50,
+            watch_filter=is_pipeline_file,
+            rust_timeout=250,
         ):
             if self._tg is None:
                 return
@@ -666,7 +678,7 @@ class Reactor:
         )
         admitted = await self.store.create_run(run)
         self._admit(admitted.run, plan, [])
-        logger.info("run %s of %s started by %s", run.id, pipeline_name, actor)
+        logger.debug("run %s of %s started by %s", run.id, pipeline_name, actor)
         return admitted.run
 
     async def wait_run(self, run_id: str) -> RunRecord:
@@ -688,7 +700,9 @@ class Reactor:
         }
         starting = any(s["state"] == "starting" for s in sensors.values())
         return {
-            "status": "stopping" if not self._accepting else ("starting" if starting else "ok"),
+            "status": "stopping"
+            if self._stopping
+            else ("starting" if starting or not self.started.is_set() else "ok"),
             "pipelines": len(self.pipelines),
             "active_runs": len(self._runs),
             "queued_runs": sum(len(q) for q in self._queued.values()),

@@ -104,6 +104,14 @@ class TaskSpec(Spec):
     #: The key that names this task type in a file.
     type_key: ClassVar[str] = ""
 
+    @field_validator("retries", mode="before")
+    @classmethod
+    def _retries_count(cls, value: Any) -> Any:
+        # ``retries: 3`` is read as ``retries: {max: 3}``.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"max": value}
+        return value
+
     @field_validator("needs", mode="before")
     @classmethod
     def _single_need(cls, value: Any) -> Any:

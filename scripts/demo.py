@@ -65,9 +65,11 @@ def main() -> int:
         shutil.copyfile(QUICKSTART / "sample" / "orders-sample.csv", target)
         print(f"dropped {target.relative_to(ROOT)}; runs: {url}/api/runs", flush=True)
         if not args.once:
-            print("Reactor keeps serving: drop more orders-*.csv files into"
-                  f" {(QUICKSTART / 'inbox').relative_to(ROOT)}, or press Ctrl-C to stop.",
-                  flush=True)
+            print(
+                "Reactor keeps serving: drop more orders-*.csv files into"
+                f" {(QUICKSTART / 'inbox').relative_to(ROOT)}, or press Ctrl-C to stop.",
+                flush=True,
+            )
         return process.wait()
     finally:
         if process.poll() is None:

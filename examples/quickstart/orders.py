@@ -1,13 +1,14 @@
 """Task functions of the quickstart pipeline."""
 
 import csv
+from pathlib import Path
 
 
 def validate(path: str) -> dict[str, float]:
     """Check every order has an id and a positive amount; return the row count and total."""
     rows = 0
     total = 0.0
-    with open(path, newline="", encoding="utf-8") as handle:
+    with Path(path).open(newline="", encoding="utf-8") as handle:
         for line, record in enumerate(csv.DictReader(handle), start=2):
             if not record.get("order_id"):
                 raise ValueError(f"{path}:{line}: order_id is empty")
