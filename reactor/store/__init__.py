@@ -6,6 +6,7 @@ from pathlib import Path
 
 from reactor.errors import StoreError
 from reactor.store.base import Admitted, Store, StoredEvent
+from reactor.store.postgres import PostgresStore, redact_url
 from reactor.store.records import AttemptRecord, LogLine, RunRecord, TaskRecord
 from reactor.store.sqlite import SqliteStore
 
@@ -13,6 +14,7 @@ __all__ = [
     "Admitted",
     "AttemptRecord",
     "LogLine",
+    "PostgresStore",
     "RunRecord",
     "SqliteStore",
     "Store",
@@ -23,7 +25,8 @@ __all__ = [
 
 
 def open_store(url: str, *, base_dir: Path | None = None) -> Store:
-    """The store for ``url``: ``sqlite:///relative.db`` or ``sqlite:////absolute.db``."""
+    """The store for ``url``: ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or
+    ``postgresql://USER[:PASSWORD]@HOST:PORT/DB`` (``postgres://`` too)."""
     if url.startswith("sqlite:///"):
         raw = url.removeprefix("sqlite:///")
         if raw == ":memory:":
@@ -32,5 +35,10 @@ def open_store(url: str, *, base_dir: Path | None = None) -> Store:
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         return SqliteStore(path)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
     scheme = url.split(":", 1)[0] if ":" in url else url
-    raise StoreError(f"unsupported store URL {url!r} (scheme {scheme!r}); use sqlite:///PATH")
+    raise StoreError(
+        f"unsupported store URL {redact_url(url)!r} (scheme {scheme!r});"
+        " use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    )

@@ -242,7 +242,7 @@ def _attempt_row(r: tuple[Any, ...]) -> AttemptRecord:
 def _insert_run(conn: sqlite3.Connection, run: RunRecord) -> Admitted:
     cursor = conn.execute(
         "INSERT INTO runs (id, run_key, pipeline, version, status, params, trigger, event_ids,"
-        " created_at, started_at, ended_at, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+        " created_at, started_at, ended_at, reason, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
         " ON CONFLICT (run_key) DO NOTHING",
         (
             run.id,
@@ -257,6 +257,7 @@ def _insert_run(conn: sqlite3.Connection, run: RunRecord) -> Admitted:
             _ts(run.started_at),
             _ts(run.ended_at),
             run.reason,
+            run.owner,
         ),
     )
     if cursor.rowcount == 1:

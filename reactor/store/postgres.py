@@ -1,0 +1,713 @@
+"""The production store: PostgreSQL through a pool of asyncpg connections.
+
+Same schema, same migrations and same behaviour as the SQLite store (timestamps
+are the same ISO 8601 text), so either passes the same tests. Each protocol
+method is one transaction and, on the hot path, one round trip: what must happen
+together is one statement (data-modifying ``WITH`` clauses, rows sent as arrays
+through ``unnest``), which PostgreSQL runs as one implicit transaction; log lines
+go through ``executemany``, which is pipelined and atomic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import anyio
+import asyncpg
+
+from reactor.errors import StoreError
+from reactor.events import Event
+from reactor.store.base import Admitted, StoredEvent
+from reactor.store.migrations import LATEST, MIGRATIONS, render
+from reactor.store.records import AttemptRecord, LogLine, ProcessRecord, RunRecord, TaskRecord
+
+__all__ = ["PostgresStore", "redact_url"]
+
+# Any process that migrates holds this transaction-scoped advisory lock ("reactor" in ASCII),
+# so two processes starting at once apply each migration exactly once.
+_MIGRATION_LOCK = 0x7265_6163_746F_72
+_CLOSE_TIMEOUT = 10.0
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (in the authority or as a ``password=`` query parameter)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split("@", 1)[-1] if "@" in url else url
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}@{hostinfo}"
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "password"])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset hook: the store leaves no session state behind, so skip the reset query.
+
+    asyncpg still rolls back an open transaction before calling this; the default
+    reset would cost one more round trip on every release.
+    """
+
+
+_RUN_COLUMNS = (
+    "seq, id, run_key, pipeline, version, status, params, trigger, event_ids, created_at,"
+    " started_at, ended_at, reason, owner"
+)
+_RUN_FIELDS = (
+    "id, run_key, pipeline, version, status, params, trigger, event_ids, created_at,"
+    " started_at, ended_at, reason, owner"
+)
+_ATTEMPT_COLUMNS = (
+    "run_id, task_id, attempt, status, owner, started_at, heartbeat_at, ended_at, error, host, pid"
+)
+_EVENT_COLUMNS = "seq, body, received_at, outcome"
+
+# Creates the runs that are new (idempotent by run key, in the order given), reads the
+# ones that existed, and records the event's outcome: one statement, one round trip. All
+# parts see the same snapshot, so ``existing`` holds exactly the rows from before.
+_RECORD_OUTCOME = f"""
+WITH given AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[]
+    ) WITH ORDINALITY AS g({_RUN_FIELDS}, n)
+), inserted AS (
+    INSERT INTO runs ({_RUN_FIELDS})
+    SELECT {_RUN_FIELDS} FROM given ORDER BY n
+    ON CONFLICT (run_key) DO NOTHING
+    RETURNING seq, run_key
+), existing AS (
+    SELECT {_RUN_COLUMNS} FROM runs WHERE run_key = ANY($2::text[])
+), evaluated AS (
+    UPDATE events SET evaluated_at = $14, outcome = $15 WHERE source = $16 AND id = $17
+)
+SELECT g.n, inserted.seq AS new_seq, existing.*
+FROM given g
+LEFT JOIN inserted ON inserted.run_key = g.run_key
+LEFT JOIN existing ON existing.run_key = g.run_key
+ORDER BY g.n
+"""
+
+
+def _run_args(run: RunRecord) -> tuple[Any, ...]:
+    return (
+        run.id,
+        run.run_key,
+        run.pipeline,
+        run.version,
+        run.status,
+        json.dumps(run.params),
+        run.trigger,
+        json.dumps(run.event_ids),
+        _ts(run.created_at),
+        _ts(run.started_at),
+        _ts(run.ended_at),
+        run.reason,
+        run.owner,
+    )
+
+
+def _run_row(row: asyncpg.Record) -> RunRecord:
+    return RunRecord(
+        id=row["id"],
+        run_key=row["run_key"],
+        pipeline=row["pipeline"],
+        version=row["version"],
+        status=row["status"],
+        params=json.loads(row["params"]),
+        trigger=row["trigger"],
+        event_ids=json.loads(row["event_ids"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        started_at=_dt(row["started_at"]),
+        ended_at=_dt(row["ended_at"]),
+        reason=row["reason"],
+        seq=row["seq"],
+        owner=row["owner"],
+    )
+
+
+def _event_row(row: asyncpg.Record) -> StoredEvent:
+    data = json.loads(row["body"])
+    event = Event(
+        type=data.pop("type"),
+        source=data.pop("source"),
+        id=data.pop("id"),
+        time=datetime.fromisoformat(data.pop("time")),
+        subject=data.pop("subject", None),
+        datacontenttype=data.pop("datacontenttype", "application/json"),
+        data=data.pop("data", None),
+        extensions={k: v for k, v in data.items() if k != "specversion"},
+    )
+    outcome = row["outcome"]
+    return StoredEvent(
+        event,
+        row["seq"],
+        datetime.fromisoformat(row["received_at"]),
+        json.loads(outcome) if outcome else None,
+    )
+
+
+def _attempt_row(r: asyncpg.Record) -> AttemptRecord:
+    return AttemptRecord(
+        run_id=r["run_id"],
+        task_id=r["task_id"],
+        attempt=r["attempt"],
+        status=r["status"],
+        owner=r["owner"],
+        started_at=datetime.fromisoformat(r["started_at"]),
+        heartbeat_at=datetime.fromisoformat(r["heartbeat_at"]),
+        ended_at=_dt(r["ended_at"]),
+        error=r["error"],
+        host=r["host"],
+        pid=r["pid"],
+    )
+
+
+class PostgresStore:
+    """The store for ``postgresql://USER[:PASSWORD]@HOST:PORT/DB``; processes may share it."""
+
+    def __init__(self, url: str, *, min_connections: int = 1, max_connections: int = 10) -> None:
+        self._dsn = url
+        self._min = min_connections
+        self._max = max_connections
+        self._pool: asyncpg.Pool | None = None
+        self._users = 0
+
+    @property
+    def url(self) -> str:
+        """The URL without its password, fit for messages and logs."""
+        return redact_url(self._dsn)
+
+    async def open(self) -> None:
+        """Open (counted: a store opened twice stays open until closed twice; reopenable)."""
+        self._users += 1
+        if self._users > 1:
+            return
+        try:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=self._min,
+                    max_size=self._max,
+                    reset=_keep_session,
+                )
+            except (*_DRIVER_ERRORS, ValueError) as exc:
+                raise StoreError(
+                    f"cannot connect to PostgreSQL at {self.url}: {_describe(exc)}"
+                ) from exc
+            await self._migrate()
+        except BaseException:
+            self._users = 1
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self._users == 0:
+            return
+        self._users -= 1
+        if self._users > 0:
+            return
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        closed = False
+        try:
+            with anyio.move_on_after(_CLOSE_TIMEOUT):
+                await pool.close()
+                closed = True
+        except _DRIVER_ERRORS:
+            pass
+        finally:
+            if not closed:
+                # Stuck, failed or cancelled: drop the connections rather than leak them.
+                pool.terminate()
+
+    @contextmanager
+    def _failing(self, what: str) -> Iterator[asyncpg.Pool]:
+        """The pool; driver errors inside the block become a StoreError saying ``what`` failed."""
+        if self._pool is None:
+            raise StoreError(f"the store {self.url} is not open")
+        try:
+            yield self._pool
+        except _DRIVER_ERRORS as exc:
+            raise StoreError(f"PostgreSQL at {self.url}: cannot {what}: {_describe(exc)}") from exc
+
+    async def _migrate(self) -> None:
+        with self._failing("migrate the schema") as pool:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version"
+                    " (version INTEGER NOT NULL, applied_at TEXT)"
+                )
+                current = await conn.fetchval(
+                    "SELECT coalesce(max(version), 0) FROM schema_version"
+                )
+                if current > LATEST:
+                    raise StoreError(
+                        f"the database {self.url} has schema version {current}, newer than this"
+                        f" Reactor's {LATEST}; upgrade Reactor"
+                    )
+                for migration in MIGRATIONS:
+                    if migration.version <= current:
+                        continue
+                    for statement in migration.statements:
+                        await conn.execute(render(statement, "postgresql"))
+                    await conn.execute(
+                        "INSERT INTO schema_version VALUES"
+                        " ($1, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'))",
+                        migration.version,
+                    )
+
+    # Events
+
+    async def ingest(self, event: Event, received_at: datetime) -> tuple[str, bool]:
+        with self._failing(f"ingest event {event.id} from {event.source}") as pool:
+            seq = await pool.fetchval(
+                "INSERT INTO events (id, source, type, subject, time, received_at, body)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, id) DO NOTHING"
+                " RETURNING seq",
+                event.id,
+                event.source,
+                event.type,
+                event.subject,
+                _ts(event.time),
+                _ts(received_at),
+                event.to_json(),
+            )
+        return event.id, seq is not None
+
+    async def get_event(self, source: str, event_id: str) -> StoredEvent | None:
+        with self._failing(f"read event {event_id} from {source}") as pool:
+            row = await pool.fetchrow(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE source = $1 AND id = $2",
+                source,
+                event_id,
+            )
+        return _event_row(row) if row else None
+
+    async def find_event(self, event_id: str) -> StoredEvent | None:
+        with self._failing(f"read event {event_id}") as pool:
+            row = await pool.fetchrow(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = $1 ORDER BY seq LIMIT 1",
+                event_id,
+            )
+        return _event_row(row) if row else None
+
+    async def unevaluated_events(self, limit: int) -> list[StoredEvent]:
+        with self._failing("read unevaluated events") as pool:
+            rows = await pool.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE evaluated_at IS NULL"
+                " ORDER BY seq LIMIT $1",
+                limit,
+            )
+        return [_event_row(r) for r in rows]
+
+    async def record_outcome(
+        self,
+        event: Event,
+        decisions: list[dict[str, Any]],
+        runs: Sequence[RunRecord],
+        at: datetime,
+    ) -> list[Admitted]:
+        outcome = json.dumps(decisions, default=str)
+        with self._failing(f"record the outcome of event {event.id}") as pool:
+            if not runs:
+                await pool.execute(
+                    "UPDATE events SET evaluated_at = $1, outcome = $2"
+                    " WHERE source = $3 AND id = $4",
+                    _ts(at),
+                    outcome,
+                    event.source,
+                    event.id,
+                )
+                return []
+            columns = list(zip(*(_run_args(run) for run in runs), strict=True))
+            rows = await pool.fetch(
+                _RECORD_OUTCOME, *columns, _ts(at), outcome, event.source, event.id
+            )
+            admitted: list[Admitted] = []
+            created: dict[str, RunRecord] = {}
+            missing: list[int] = []
+            for run, row in zip(runs, rows, strict=True):
+                if run.run_key in created:
+                    # The same key twice in one call: the first one created it.
+                    admitted.append(Admitted(dataclasses.replace(created[run.run_key]), False))
+                elif row["new_seq"] is not None:
+                    run.seq = row["new_seq"]
+                    created[run.run_key] = run
+                    admitted.append(Admitted(run, True))
+                elif row["seq"] is not None:
+                    admitted.append(Admitted(_run_row(row), False))
+                else:
+                    # Another process committed this run key after our snapshot was taken.
+                    missing.append(len(admitted))
+                    admitted.append(Admitted(run, False))
+            for index in missing:
+                key = admitted[index].run.run_key
+                found = await pool.fetchrow(
+                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_key = $1", key
+                )
+                if found is None:
+                    raise StoreError(f"run key {key} was neither created nor found")
+                admitted[index] = Admitted(_run_row(found), False)
+        return admitted
+
+    # Pipelines
+
+    async def save_pipeline_version(
+        self, pipeline: str, version: str, path: str, text: str, at: datetime
+    ) -> None:
+        with self._failing(f"save version {version} of pipeline {pipeline}") as pool:
+            await pool.execute(
+                "INSERT INTO pipeline_versions VALUES ($1, $2, $3, $4, $5)"
+                " ON CONFLICT (pipeline, version) DO NOTHING",
+                pipeline,
+                version,
+                path,
+                text,
+                _ts(at),
+            )
+
+    async def pipeline_version(self, pipeline: str, version: str) -> str | None:
+        with self._failing(f"read version {version} of pipeline {pipeline}") as pool:
+            text: str | None = await pool.fetchval(
+                "SELECT text FROM pipeline_versions WHERE pipeline = $1 AND version = $2",
+                pipeline,
+                version,
+            )
+        return text
+
+    # Runs
+
+    async def create_run(self, run: RunRecord) -> Admitted:
+        with self._failing(f"create run {run.id} of pipeline {run.pipeline}") as pool:
+            seq = await pool.fetchval(
+                f"INSERT INTO runs ({_RUN_FIELDS}) VALUES"
+                " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                " ON CONFLICT (run_key) DO NOTHING RETURNING seq",
+                *_run_args(run),
+            )
+            if seq is not None:
+                run.seq = seq
+                return Admitted(run, True)
+            row = await pool.fetchrow(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_key = $1", run.run_key
+            )
+        if row is None:
+            raise StoreError(f"run key {run.run_key} was neither created nor found")
+        return Admitted(_run_row(row), False)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        with self._failing(f"read run {run_id}") as pool:
+            row = await pool.fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
+        return _run_row(row) if row else None
+
+    async def list_runs(
+        self, *, pipeline: str | None, limit: int, before: int | None
+    ) -> list[RunRecord]:
+        # Newest first by seq: the primary key, or runs_pipeline (pipeline, seq) when filtered.
+        where: list[str] = []
+        args: list[Any] = []
+        if pipeline is not None:
+            args.append(pipeline)
+            where.append(f"pipeline = ${len(args)}")
+        if before is not None:
+            args.append(before)
+            where.append(f"seq < ${len(args)}")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        args.append(limit)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY seq DESC LIMIT ${len(args)}"
+        with self._failing("list runs") as pool:
+            rows = await pool.fetch(sql, *args)
+        return [_run_row(r) for r in rows]
+
+    async def runs_with_status(self, status: str, pipeline: str | None = None) -> list[RunRecord]:
+        with self._failing(f"list {status} runs") as pool:
+            if pipeline is None:
+                rows = await pool.fetch(
+                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = $1 ORDER BY seq", status
+                )
+            else:
+                rows = await pool.fetch(
+                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = $1 AND pipeline = $2"
+                    " ORDER BY seq",
+                    status,
+                    pipeline,
+                )
+        return [_run_row(r) for r in rows]
+
+    async def set_run_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        at: datetime,
+        reason: str | None = None,
+        owner: str | None = None,
+    ) -> None:
+        column = {"running": "started_at", "queued": "created_at"}.get(status, "ended_at")
+        with self._failing(f"set run {run_id} {status}") as pool:
+            await pool.execute(
+                f"UPDATE runs SET status = $1, {column} = coalesce({column}, $2),"
+                " reason = coalesce($3, reason), owner = coalesce($4, owner) WHERE id = $5",
+                status,
+                _ts(at),
+                reason,
+                owner,
+                run_id,
+            )
+
+    async def claim_run(self, run_id: str, old_owner: str | None, new_owner: str) -> bool:
+        with self._failing(f"claim run {run_id}") as pool:
+            result: str = await pool.execute(
+                "UPDATE runs SET owner = $1 WHERE id = $2 AND owner IS NOT DISTINCT FROM $3",
+                new_owner,
+                run_id,
+                old_owner,
+            )
+        return result == "UPDATE 1"
+
+    # Tasks
+
+    async def save_tasks(
+        self, tasks: Sequence[TaskRecord], attempts: Sequence[AttemptRecord] = ()
+    ) -> None:
+        if not tasks and not attempts:
+            return
+        # One statement (so one round trip and one implicit transaction) for both tables;
+        # PostgreSQL refuses to upsert a row twice in one statement, so repeats are merged
+        # first into what saving them one after the other would leave.
+        task_rows = [
+            (
+                t.run_id,
+                t.task_id,
+                t.status,
+                t.attempts,
+                _ts(t.started_at),
+                _ts(t.ended_at),
+                json.dumps(t.output, default=str),
+                t.error,
+            )
+            for t in _latest_tasks(tasks)
+        ]
+        attempt_rows = [
+            (
+                a.run_id,
+                a.task_id,
+                a.attempt,
+                a.status,
+                a.owner,
+                _ts(a.started_at),
+                _ts(a.heartbeat_at),
+                _ts(a.ended_at),
+                a.error,
+                a.host,
+                a.pid,
+            )
+            for a in _merged_attempts(attempts)
+        ]
+        run_id = (tasks[0] if tasks else attempts[0]).run_id
+        with self._failing(f"save the tasks of run {run_id}") as pool:
+            await pool.execute(_SAVE_TASKS, *_columns(task_rows, 8), *_columns(attempt_rows, 11))
+
+    async def task_runs(self, run_id: str) -> list[TaskRecord]:
+        # SQLite breaks ties by rowid (insertion order); PostgreSQL has no such column, so
+        # tasks that never started (or started at the same instant) come in task id order.
+        with self._failing(f"read the tasks of run {run_id}") as pool:
+            rows = await pool.fetch(
+                "SELECT run_id, task_id, status, attempts, started_at, ended_at, output, error"
+                " FROM task_runs WHERE run_id = $1"
+                ' ORDER BY started_at IS NULL, started_at COLLATE "C", task_id COLLATE "C"',
+                run_id,
+            )
+        return [
+            TaskRecord(
+                r["run_id"],
+                r["task_id"],
+                r["status"],
+                r["attempts"],
+                _dt(r["started_at"]),
+                _dt(r["ended_at"]),
+                json.loads(r["output"]) if r["output"] is not None else None,
+                r["error"],
+            )
+            for r in rows
+        ]
+
+    async def attempts(self, run_id: str) -> list[AttemptRecord]:
+        with self._failing(f"read the task attempts of run {run_id}") as pool:
+            rows = await pool.fetch(
+                f"SELECT {_ATTEMPT_COLUMNS} FROM task_attempts WHERE run_id = $1"
+                ' ORDER BY started_at COLLATE "C", attempt, task_id COLLATE "C"',
+                run_id,
+            )
+        return [_attempt_row(r) for r in rows]
+
+    async def running_attempts(self) -> list[AttemptRecord]:
+        with self._failing("read running task attempts") as pool:
+            rows = await pool.fetch(
+                f"SELECT {_ATTEMPT_COLUMNS} FROM task_attempts WHERE status = 'running'"
+                ' ORDER BY started_at COLLATE "C", run_id, task_id, attempt'
+            )
+        return [_attempt_row(r) for r in rows]
+
+    async def register_process(self, process: ProcessRecord) -> None:
+        with self._failing(f"register process {process.owner}") as pool:
+            await pool.execute(
+                "INSERT INTO processes VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner)"
+                " DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                process.owner,
+                process.host,
+                process.pid,
+                _ts(process.started_at),
+                _ts(process.heartbeat_at),
+            )
+
+    async def processes(self) -> list[ProcessRecord]:
+        with self._failing("read processes") as pool:
+            rows = await pool.fetch(
+                "SELECT owner, host, pid, started_at, heartbeat_at FROM processes"
+                ' ORDER BY started_at COLLATE "C", owner'
+            )
+        return [
+            ProcessRecord(
+                r["owner"],
+                r["host"],
+                r["pid"],
+                datetime.fromisoformat(r["started_at"]),
+                datetime.fromisoformat(r["heartbeat_at"]),
+            )
+            for r in rows
+        ]
+
+    async def heartbeat(self, owner: str, at: datetime) -> None:
+        with self._failing(f"record the heartbeat of {owner}") as pool:
+            await pool.execute(
+                "WITH process AS (UPDATE processes SET heartbeat_at = $1 WHERE owner = $2)"
+                " UPDATE task_attempts SET heartbeat_at = $1 WHERE owner = $2"
+                " AND status = 'running'",
+                _ts(at),
+                owner,
+            )
+
+    # Logs
+
+    async def append_logs(self, lines: Sequence[LogLine]) -> None:
+        if not lines:
+            return
+        rows = [(x.run_id, x.task_id, x.attempt, x.stream, _ts(x.time), x.line) for x in lines]
+        with self._failing(f"append {len(rows)} log lines of run {lines[0].run_id}") as pool:
+            await pool.executemany(
+                "INSERT INTO logs (run_id, task_id, attempt, stream, time, line)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                rows,
+            )
+
+    async def logs(self, run_id: str, *, after: int, limit: int) -> list[LogLine]:
+        with self._failing(f"read the logs of run {run_id}") as pool:
+            rows = await pool.fetch(
+                "SELECT run_id, task_id, attempt, stream, time, line, seq FROM logs"
+                " WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                run_id,
+                after,
+                limit,
+            )
+        return [
+            LogLine(
+                r["run_id"],
+                r["task_id"],
+                r["attempt"],
+                r["stream"],
+                datetime.fromisoformat(r["time"]),
+                r["line"],
+                r["seq"],
+            )
+            for r in rows
+        ]
+
+
+_SAVE_TASKS = """
+WITH saved_tasks AS (
+    INSERT INTO task_runs (run_id, task_id, status, attempts, started_at, ended_at, output, error)
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::integer[], $5::text[], $6::text[], $7::text[],
+        $8::text[]
+    )
+    ON CONFLICT (run_id, task_id) DO UPDATE SET status = excluded.status,
+        attempts = excluded.attempts, started_at = excluded.started_at,
+        ended_at = excluded.ended_at, output = excluded.output, error = excluded.error
+)
+INSERT INTO task_attempts (
+    run_id, task_id, attempt, status, owner, started_at, heartbeat_at, ended_at, error, host, pid
+)
+SELECT * FROM unnest(
+    $9::text[], $10::text[], $11::integer[], $12::text[], $13::text[], $14::text[], $15::text[],
+    $16::text[], $17::text[], $18::text[], $19::integer[]
+)
+ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET status = excluded.status,
+    heartbeat_at = excluded.heartbeat_at, ended_at = excluded.ended_at, error = excluded.error,
+    host = coalesce(excluded.host, task_attempts.host),
+    pid = coalesce(excluded.pid, task_attempts.pid)
+"""
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: the arrays ``unnest`` turns back into rows."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _latest_tasks(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
+    """One record per task: a later record of the same task replaces every column."""
+    latest: dict[tuple[str, str], TaskRecord] = {}
+    for task in tasks:
+        latest[(task.run_id, task.task_id)] = task
+    return list(latest.values())
+
+
+def _merged_attempts(attempts: Sequence[AttemptRecord]) -> list[AttemptRecord]:
+    """One record per attempt, as the upsert would leave it after each one in turn."""
+    merged: dict[tuple[str, str, int], AttemptRecord] = {}
+    for attempt in attempts:
+        key = (attempt.run_id, attempt.task_id, attempt.attempt)
+        first = merged.get(key)
+        if first is not None:
+            attempt = dataclasses.replace(
+                attempt,
+                owner=first.owner,
+                started_at=first.started_at,
+                host=attempt.host if attempt.host is not None else first.host,
+                pid=attempt.pid if attempt.pid is not None else first.pid,
+            )
+        merged[key] = attempt
+    return list(merged.values())
