@@ -21,7 +21,14 @@ from reactor.registry import Registry, TaskKind, TriggerKind, default_registry
 from reactor.sensors import EmitResult, Sensor, SensorContext
 from reactor.service import PublishResult, Reactor, Settings
 from reactor.specs import EventFilter, TaskSpec, TriggerSpec
-from reactor.store import RunRecord, SqliteStore, Store, TaskRecord, open_store
+from reactor.store import (
+    PostgresStore,
+    RunRecord,
+    SqliteStore,
+    Store,
+    TaskRecord,
+    open_store,
+)
 
 __version__ = "0.1.0"
 
@@ -39,6 +46,7 @@ __all__ = [
     "InvalidEvent",
     "ParamError",
     "Pipeline",
+    "PostgresStore",
     "PublishResult",
     "Reactor",
     "ReactorError",
