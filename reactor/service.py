@@ -223,6 +223,11 @@ class Reactor:
                 with anyio.CancelScope(shield=True):
                     await self.store.close()
 
+    @property
+    def accepting(self) -> bool:
+        """Whether new events and runs are admitted (not before start, not while stopping)."""
+        return self._accepting
+
     def cancel_all(self) -> None:
         """Stop waiting for running tasks: cancel every run now (a second Ctrl-C)."""
         self._grace_over.set()

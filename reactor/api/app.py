@@ -43,11 +43,17 @@ def _pipeline_json(reactor: Reactor, name: str) -> dict[str, Any]:
     }
 
 
+def _no_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which no JSON response could carry back.
+    raise ValueError(f"{name} is not a JSON value")
+
+
 async def _json_body(request: Request) -> Any:
+    """The parsed body; ``ValueError`` (a ``JSONDecodeError`` among them) if it is not JSON."""
     raw = await request.body()
     if not raw:
         return None
-    return json.loads(raw)
+    return json.loads(raw, parse_constant=_no_constant)
 
 
 def create_app(reactor: Reactor) -> FastAPI:
@@ -76,7 +82,7 @@ def create_app(reactor: Reactor) -> FastAPI:
     async def run_pipeline(name: str, request: Request) -> Response:
         try:
             body = await _json_body(request) or {}
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:
             return _error(400, f"body is not JSON: {exc}")
         params = body.get("params", {}) if isinstance(body, dict) else None
         if not isinstance(params, dict):
@@ -84,6 +90,8 @@ def create_app(reactor: Reactor) -> FastAPI:
         try:
             run = await reactor.run_now(name, params, actor=request.headers.get("x-actor", "api"))
         except AdmissionError as exc:
+            if not reactor.accepting:
+                return _error(503, str(exc))
             status = 404 if name not in reactor.pipelines else 422
             return _error(status, str(exc))
         return JSONResponse(run.to_json(), status_code=201)
@@ -134,7 +142,7 @@ def create_app(reactor: Reactor) -> FastAPI:
         try:
             body = await _json_body(request)
             event = Event.from_cloudevent(body, default_source="reactor/api")
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:
             return _error(400, f"body is not JSON: {exc}")
         except InvalidEvent as exc:
             return _error(400, str(exc))
