@@ -105,9 +105,11 @@ class LivePrinter:
             f"{self._stamp()} run {run.id} [bold]{run.pipeline}[/bold] "
             f"[{style}]{run.status}[/{style}]{what}{extra}"
         )
-        if run.status in FINAL_RUN_STATES:
+        # Only --exit-after needs the finished runs: kept for good, a long-lived serve
+        # would grow by every run it ever finished.
+        if run.status in FINAL_RUN_STATES and self.exit_after is not None:
             self.finished.append(run)
-            if self.exit_after is not None and len(self.finished) >= self.exit_after:
+            if len(self.finished) >= self.exit_after:
                 self.enough.set()
 
     def task_changed(self, run: RunRecord, task: TaskRecord, note: str) -> None:
@@ -162,6 +164,18 @@ def serve(
     max_tasks: Annotated[
         int, typer.Option(envvar="REACTOR_MAX_TASKS", help="Task attempts running at once.")
     ] = 64,
+    heartbeat: Annotated[
+        float,
+        typer.Option(envvar="REACTOR_HEARTBEAT", min=0.1, help="Seconds between heartbeats."),
+    ] = 5.0,
+    lease: Annotated[
+        float,
+        typer.Option(
+            envvar="REACTOR_LEASE",
+            min=0.1,
+            help="Seconds without a heartbeat after which another process takes over a run.",
+        ),
+    ] = 15.0,
     exit_after: Annotated[
         int | None,
         typer.Option(help="Stop after this many runs finished; exit 0 only if all succeeded."),
@@ -172,7 +186,11 @@ def serve(
     _setup_logging(verbose)
     address = None if no_http else _parse_http(http)
     printer = LivePrinter(exit_after)
-    settings = Settings(max_tasks=max_tasks, grace=grace, http=address)
+    if lease <= heartbeat:
+        raise _fail(f"--lease ({lease:g}s) must be longer than --heartbeat ({heartbeat:g}s)")
+    settings = Settings(
+        max_tasks=max_tasks, grace=grace, http=address, heartbeat=heartbeat, lease=lease
+    )
 
     # Kept out of the signal task group, which would wrap it in an ExceptionGroup.
     failure: list[ReactorError] = []
