@@ -33,7 +33,9 @@ class PythonTaskSpec(TaskSpec):
 
 
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+    # JSON has no NaN or infinity (the API could not send them back): null, as JavaScript
+    # and pandas write them.
+    return json.loads(json.dumps(value, default=str), parse_constant=lambda _name: None)
 
 
 def _import(target: str, base_dir: Path) -> Callable[..., Any]:
