@@ -156,13 +156,19 @@ class RunExecutor:
             await self.store.save_tasks(changed)
         await self.store.set_run_status(self.run.id, "running", at=now, owner=self.owner)
         self._run_changed()
+        internal: str | None = None
         with self.cancel_scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._flush_logs_periodically)
-                await self._drive()
-                tg.cancel_scope.cancel()
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._flush_logs_periodically)
+                    await self._drive()
+                    tg.cancel_scope.cancel()
+            except Exception as exc:
+                # A bug or a store outage: the run still ends, failed, and says why.
+                logger.exception("run %s failed inside Reactor", self.run.id)
+                internal = f"internal error: {type(exc).__name__}: {exc}"
         with anyio.CancelScope(shield=True):
-            await self._finish()
+            await self._finish(internal)
         return self.run
 
     async def _drive(self) -> None:
@@ -309,22 +315,26 @@ class RunExecutor:
             if lines:
                 await self.store.append_logs(lines)
 
-    async def _finish(self) -> None:
+    async def _finish(self, internal: str | None = None) -> None:
         now = self.clock.now()
         cancelled = self.cancel_scope.cancelled_caught or self._cancel_reason is not None
+        cut_off = "failed" if internal else "cancelled"
         changed = []
         attempts = list(self._open_attempts.values())
         for attempt in attempts:
-            attempt.status = "cancelled"
+            attempt.status = cut_off
             attempt.ended_at = now
-            attempt.error = self._cancel_reason or "cancelled"
+            attempt.error = internal or self._cancel_reason or "cancelled"
         for record in self.records.values():
             if record.status not in FINAL_TASK_STATES:
-                record.status = "cancelled"
+                record.status = cut_off
                 record.ended_at = now
+                record.error = internal or record.error
                 changed.append(record)
         states = {r.status for r in self.records.values()}
-        if cancelled:
+        if internal:
+            status, reason = "failed", internal
+        elif cancelled:
             status, reason = "cancelled", self._cancel_reason or "cancelled"
         elif states <= {"succeeded", "skipped"}:
             status, reason = "succeeded", None

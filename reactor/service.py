@@ -540,12 +540,21 @@ class Reactor:
         run = executor.run
         try:
             await executor.execute()
-        except Exception:
+        except Exception as exc:
+            # Even recording the failure failed (the store is down): try once more, and
+            # tell the observers, so nobody waits for this run forever.
             logger.exception("run %s failed inside Reactor", run.id)
+            run.status, run.reason = "failed", f"internal error: {type(exc).__name__}: {exc}"
+            run.ended_at = self.clock.now()
             with anyio.CancelScope(shield=True):
-                await self.store.set_run_status(
-                    run.id, "failed", at=self.clock.now(), reason="internal error"
-                )
+                try:
+                    await self.store.set_run_status(
+                        run.id, "failed", at=run.ended_at, reason=run.reason
+                    )
+                except Exception:
+                    logger.exception("recording the failure of run %s failed", run.id)
+            for observer in self.observers:
+                observer.run_changed(run)
         finally:
             self._runs.pop(run.id, None)
             self._run_slots.release(run.pipeline, run.id)
@@ -704,10 +713,15 @@ class Reactor:
             for key, h in self.sensor_health().items()
         }
         starting = any(s["state"] == "starting" for s in sensors.values())
+        failing = any(s["state"] == "failing" for s in sensors.values())
         return {
             "status": "stopping"
             if self._stopping
-            else ("starting" if starting or not self.started.is_set() else "ok"),
+            else "starting"
+            if starting or not self.started.is_set()
+            else "degraded"
+            if failing
+            else "ok",
             "pipelines": len(self.pipelines),
             "active_runs": len(self._runs),
             "queued_runs": sum(len(q) for q in self._queued.values()),

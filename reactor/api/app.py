@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from reactor.errors import AdmissionError, StoreError
@@ -64,6 +65,14 @@ def create_app(reactor: Reactor) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'request'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        return _error(422, "; ".join(problems))
 
     @app.exception_handler(StoreError)
     async def store_error(_request: Request, exc: StoreError) -> JSONResponse:
