@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import anyio.to_thread
 from pydantic import Field
 
+from connectors.output import captured_output
 from reactor.actions import TaskRequest
 from reactor.errors import ActionError, ExpressionError
 from reactor.expressions import CompiledValue
@@ -79,13 +80,17 @@ class PythonAction:
         except ExpressionError as exc:
             raise ActionError(f"cannot render args: {exc}") from exc
         function = await self._resolve()
+
+        def call() -> Any:
+            with captured_output(request.log):
+                return function(**kwargs)
+
         try:
             if inspect.iscoroutinefunction(function):
-                result = await function(**kwargs)
+                with captured_output(request.log):
+                    result = await function(**kwargs)
             else:
-                result = await anyio.to_thread.run_sync(
-                    lambda: function(**kwargs), abandon_on_cancel=True
-                )
+                result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
         except Exception as exc:
             for line in traceback.format_exc().rstrip().splitlines():
                 request.log("stderr", line)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 from helpers import Recorder
@@ -330,3 +332,43 @@ async def test_timeout_marks_the_task_timed_out(
     assert tasks["after"].status == "upstream_failed"
     [attempt] = await store.attempts(run.id)
     assert attempt.status == "timed_out"
+
+
+async def test_what_a_python_task_prints_goes_to_its_runs_log(
+    write_pipeline: Any, write_module: Any, start_reactor: Any, store: Any, recorder: Any
+) -> None:
+    module = write_module(
+        """\
+        import sys
+
+        def sync_step():
+            print("hello from a thread")
+            print("to stderr", file=sys.stderr)
+            print("no newline", end="")
+            return 1
+
+        async def async_step():
+            print("hello from the loop")
+            return 2
+        """
+    )
+    write_pipeline(
+        "printing.yaml",
+        f"""\
+        name: printing
+        tasks:
+          - id: sync
+            python: {module}:sync_step
+          - id: async
+            python: {module}:async_step
+        """,
+    )
+    async with start_reactor() as reactor:
+        run = await reactor.run_now("printing")
+        await recorder.wait_finished(1)
+    lines = await store.logs(run.id, after=0, limit=100)
+    seen = {(line.task_id, line.stream, line.line) for line in lines}
+    assert ("sync", "stdout", "hello from a thread") in seen
+    assert ("sync", "stderr", "to stderr") in seen
+    assert ("sync", "stdout", "no newline") in seen
+    assert ("async", "stdout", "hello from the loop") in seen
