@@ -269,7 +269,7 @@ def run(
             raise _fail(f"-p {item!r}: write key=value")
         params[key] = parse_cli_value(target.params.get(key), value)
     printer = LivePrinter()
-    settings = Settings(reload=False, sensors=False, recover=False)
+    settings = Settings(reload=False, sensors=False, recover=False, strict=False)
 
     async def main() -> RunRecord:
         reactor = Reactor(

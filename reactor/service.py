@@ -50,6 +50,9 @@ class Settings:
     #: Take over work a stopped process left (its runs, unevaluated events, queued runs).
     #: ``reactor run`` turns it off so it never picks up a running service's work.
     recover: bool = True
+    #: Refuse to start when any pipeline file is broken (``serve``); ``reactor run``
+    #: only needs the pipeline it runs.
+    strict: bool = True
     http: tuple[str, int] | None = None
 
 
@@ -146,8 +149,10 @@ class Reactor:
     async def __aenter__(self) -> Reactor:
         if self.pipelines_dir is not None:
             loaded = load_folder(self.pipelines_dir, registry=self.registry)
-            if loaded.problems:
+            if loaded.problems and self.settings.strict:
                 raise SpecErrorGroup(loaded.problems)
+            for problem in loaded.problems:
+                logger.warning("pipeline not loaded: %s", problem)
             self.pipelines = loaded.pipelines
         await self.store.open()
         try:

@@ -157,6 +157,13 @@ def test_run_exits_1_when_the_run_failed(folder) -> None:
     assert f"run {run_id} fails failed (task bad failed)" in result.out
 
 
+def test_run_needs_only_its_own_pipeline_to_be_valid(folder) -> None:
+    path = folder("pipelines", {"hello.yaml": HELLO, "broken.yaml": "name: broken\ntasks: 3\n"})
+    result = run_reactor("run", "hello", "-p", "name=a", "--dir", str(path))
+    assert result.code == 0, result.err
+    assert "pipeline not loaded: pipelines/broken.yaml:2: tasks:" in result.err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
