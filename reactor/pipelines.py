@@ -202,25 +202,64 @@ def _default_trigger_ids(triggers: list[TriggerSpec]) -> list[str]:
     return ids
 
 
-def _compile(
-    doc: YamlDocument, spec: PipelineSpec, path: Path, text: str, registry: Registry
-) -> Pipeline:
+def _graph_problems(
+    doc: YamlDocument, graph: list[tuple[int, str, list[str]]]
+) -> list[SpecProblem]:
+    """Duplicate ids, unknown or self needs, and (when those are fine) a cycle.
+
+    ``graph`` holds ``(position, id, needs)`` of every task whose id could be read, so
+    the checks also run on a file with other problems.
+    """
     problems: list[SpecProblem] = []
-    tasks: dict[str, Task] = {}
-    task_specs: list[TaskSpec] = spec.tasks
-    ids = Counter(t.id for t in task_specs)
-    for i, task_spec in enumerate(task_specs):
-        if ids[task_spec.id] > 1:
-            problems.append(doc.problem(("tasks", i, "id"), f"duplicate task id {task_spec.id!r}"))
+    ids = Counter(task_id for _, task_id, _ in graph)
+    for i, task_id, needs in graph:
+        if ids[task_id] > 1:
+            problems.append(doc.problem(("tasks", i, "id"), f"duplicate task id {task_id!r}"))
             continue
-        for j, need in enumerate(task_spec.needs):
+        for j, need in enumerate(needs):
             if need not in ids:
                 hint = _closest(need, ids)
                 problems.append(
                     doc.problem(("tasks", i, "needs", j), f"unknown task {need!r}{hint}")
                 )
-            elif need == task_spec.id:
+            elif need == task_id:
                 problems.append(doc.problem(("tasks", i, "needs", j), "a task cannot need itself"))
+    if not problems and (cycle := find_cycle({t: n for _, t, n in graph})):
+        where = next(i for i, t, _ in graph if t == cycle[0])
+        problems.append(
+            doc.problem(("tasks", where, "needs"), "dependency cycle: " + " -> ".join(cycle))
+        )
+    return problems
+
+
+def _raw_graph(data: Any) -> list[tuple[int, str, list[str]]]:
+    """The task graph as far as it can be read from a file that did not validate."""
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    if not isinstance(tasks, list):
+        return []
+    graph = []
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict) or not isinstance(task.get("id"), str):
+            continue
+        needs = task.get("needs", [])
+        needs = [needs] if isinstance(needs, str) else needs
+        if isinstance(needs, list) and all(isinstance(n, str) for n in needs):
+            graph.append((i, task["id"], needs))
+        else:
+            graph.append((i, task["id"], []))
+    return graph
+
+
+def _compile(
+    doc: YamlDocument, spec: PipelineSpec, path: Path, text: str, registry: Registry
+) -> Pipeline:
+    task_specs: list[TaskSpec] = spec.tasks
+    problems = _graph_problems(doc, [(i, t.id, list(t.needs)) for i, t in enumerate(task_specs)])
+    ids = Counter(t.id for t in task_specs)
+    tasks: dict[str, Task] = {}
+    for i, task_spec in enumerate(task_specs):
+        if ids[task_spec.id] > 1:
+            continue
         kind = registry.tasks[task_spec.type_key]
         try:
             action = kind.action(task_spec, path.parent)
@@ -229,11 +268,6 @@ def _compile(
             continue
         tasks[task_spec.id] = Task(task_spec.id, task_spec, tuple(task_spec.needs), action)
     needs = {t.id: list(t.needs) for t in task_specs}
-    if not problems and (cycle := find_cycle(needs)):
-        where = next(i for i, t in enumerate(task_specs) if t.id == cycle[0])
-        problems.append(
-            doc.problem(("tasks", where, "needs"), "dependency cycle: " + " -> ".join(cycle))
-        )
 
     triggers: list[Trigger] = []
     trigger_specs: list[TriggerSpec] = spec.triggers
@@ -272,7 +306,7 @@ def _compile(
         triggers.append(Trigger(key, trigger_id, spec.name, trigger_spec, filter_, when, params))
 
     if problems:
-        raise SpecErrorGroup(problems)
+        raise SpecErrorGroup(sorted(problems, key=lambda p: p.line or 0))
     version = hashlib.sha256(text.encode()).hexdigest()[:16]
     return Pipeline(
         name=spec.name,
@@ -314,6 +348,8 @@ def load_pipeline(
         problems = [
             doc.problem(_display_loc(err["loc"]), _message(err, registry)) for err in exc.errors()
         ]
+        problems += _graph_problems(doc, _raw_graph(doc.data))
+        problems.sort(key=lambda p: p.line or 0)
         raise SpecErrorGroup(problems) from exc
     return _compile(doc, spec, path, text, registry)
 

@@ -250,9 +250,9 @@ def test_wrong_types_are_reported_with_what_is_allowed(tmp_path: Path) -> None:
         " unable to parse string as an integer",
         "p.yaml:4: concurrency.on_overlap: Input should be 'queue', 'skip', 'cancel_running'"
         " or 'allow', got 'sometimes'",
-        "p.yaml:9: tasks[0].retries.max: Input should be greater than or equal to 0",
         "p.yaml:8: tasks[0].timeout: 'soon' is not a duration;"
         " write a number of seconds or 500ms, 10s, 5m, 1h, 1d",
+        "p.yaml:9: tasks[0].retries.max: Input should be greater than or equal to 0",
     ]
 
 
@@ -525,12 +525,12 @@ def test_broken_templates_are_reported_where_they_are(tmp_path: Path) -> None:
               x: "{% if %}"
         """,
     ) == [
+        "p.yaml:7: triggers[0].when: unexpected 'end of template' (in 'event.data.amount >')",
+        "p.yaml:10: triggers[1].params: expected name or number (in 'event.')",
         "p.yaml:13: tasks[0].shell: unexpected end of template,"
         " expected 'end of print statement'. (in 'echo {{ params.a')",
         "p.yaml:16: tasks[1].args: Expected an expression, got 'end of statement block'"
         " (in '{% if %}')",
-        "p.yaml:7: triggers[0].when: unexpected 'end of template' (in 'event.data.amount >')",
-        "p.yaml:10: triggers[1].params: expected name or number (in 'event.')",
     ]
 
 
@@ -680,3 +680,27 @@ def test_a_missing_folder_is_a_problem(tmp_path: Path) -> None:
     result = load_folder(tmp_path / "nowhere")
     assert [str(p) for p in result.problems] == [f"{tmp_path / 'nowhere'}: is not a folder"]
     assert result.pipelines == {}
+
+
+def test_graph_problems_are_reported_beside_problems_of_structure(tmp_path: Path) -> None:
+    assert problems(
+        tmp_path,
+        """
+        name: p
+        tasks:
+          - id: a
+            shell: echo
+            timeout: soon
+          - id: a
+            shell: echo
+          - id: b
+            needs: [nope]
+            shell: echo
+        """,
+    ) == [
+        "p.yaml:3: tasks[0].id: duplicate task id 'a'",
+        "p.yaml:5: tasks[0].timeout: 'soon' is not a duration;"
+        " write a number of seconds or 500ms, 10s, 5m, 1h, 1d",
+        "p.yaml:6: tasks[1].id: duplicate task id 'a'",
+        "p.yaml:9: tasks[2].needs[0]: unknown task 'nope'",
+    ]
