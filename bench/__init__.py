@@ -1,0 +1,128 @@
+"""Reactor's benchmarks, each beside a plain-asyncio floor doing the same work.
+
+``python -m bench`` (``make bench``) runs them all and records the figures in
+``bench/results/``; ``docs/performance.md`` explains them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.events import event_to_task, http_event_to_task
+from bench.files import file_to_task
+from bench.measure import Figure, machine_facts, percentile, summary
+from bench.memory import serve_memory
+from bench.runs import chain, fan_out
+from bench.store import store_throughput
+
+__all__ = [
+    "BENCHMARKS",
+    "Benchmark",
+    "Figure",
+    "Sizes",
+    "chain",
+    "event_to_task",
+    "fan_out",
+    "file_to_task",
+    "http_event_to_task",
+    "machine_facts",
+    "percentile",
+    "serve_memory",
+    "store_throughput",
+    "summary",
+]
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each benchmark does; :meth:`tiny` is for the smoke test."""
+
+    events: int = 1000
+    http_events: int = 1000
+    files: int = 100
+    files_default_settle: int = 50
+    default_settle: float | None = None
+    fan_out_width: int = 100
+    fan_out_repeats: int = 10
+    chain_length: int = 200
+    chain_repeats: int = 5
+    serve_runs: int = 1000
+    idle_wait: float = 1.0
+    store_operations: int = 4000
+
+    @classmethod
+    def tiny(cls) -> Sizes:
+        return cls(
+            events=20,
+            http_events=20,
+            files=3,
+            files_default_settle=2,
+            default_settle=0.05,
+            fan_out_width=10,
+            fan_out_repeats=2,
+            chain_length=10,
+            chain_repeats=2,
+            serve_runs=20,
+            idle_wait=0.1,
+            store_operations=200,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark: its name on the command line and how to run it at given sizes."""
+
+    name: str
+    title: str
+    run: Callable[[Sizes, Report], Coroutine[Any, Any, list[Figure]]]
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark(
+        "event",
+        "event published -> first task started (in-process)",
+        lambda s, report: event_to_task(s.events, report),
+    ),
+    Benchmark(
+        "http",
+        "event posted to /api/events -> first task started",
+        lambda s, report: http_event_to_task(s.http_events, report),
+    ),
+    Benchmark(
+        "file",
+        "file written -> first task started, settle 0",
+        lambda s, report: file_to_task(s.files, 0.0, report),
+    ),
+    Benchmark(
+        "file-settle",
+        "file written -> first task started, default settle",
+        lambda s, report: file_to_task(s.files_default_settle, s.default_settle, report),
+    ),
+    Benchmark(
+        "fan-out",
+        "root -> 100 parallel no-op tasks -> join",
+        lambda s, report: fan_out(s.fan_out_width, s.fan_out_repeats, report),
+    ),
+    Benchmark(
+        "chain",
+        "a chain of 200 sequential no-op tasks",
+        lambda s, report: chain(s.chain_length, s.chain_repeats, report),
+    ),
+    Benchmark(
+        "memory",
+        "peak RSS of reactor serve, idle and after 1,000 runs",
+        lambda s, report: serve_memory(s.serve_runs, report, idle_wait=s.idle_wait),
+    ),
+    Benchmark(
+        "store",
+        "SQLite store: task transitions/s and events ingested/s",
+        lambda s, report: store_throughput(s.store_operations, report),
+    ),
+)
