@@ -21,6 +21,7 @@ from reactor.events import Event
 from reactor.failpoints import hit
 from reactor.pipelines import Pipeline, Task
 from reactor.store import AttemptRecord, LogLine, RunRecord, Store, TaskRecord
+from reactor.writes import TaskWriter
 
 __all__ = ["RunExecutor", "RunObserver"]
 
@@ -57,7 +58,11 @@ class _Logs:
 
 
 class RunExecutor:
-    """Executes one run to a final state. Cancel its scope to cancel the run."""
+    """Executes one run to a final state. Cancel its scope to cancel the run.
+
+    Task state changes are group-committed through a :class:`TaskWriter`, and all
+    of them are durable before the run's own end is recorded.
+    """
 
     def __init__(
         self,
@@ -89,10 +94,22 @@ class RunExecutor:
         self._open_attempts: dict[str, AttemptRecord] = {}
         self._resume = resume
         self._host = socket.gethostname()
+        self._needs = pipeline.needs
+        self._dependants: dict[str, list[str]] = {t: [] for t in pipeline.order}
+        for task_id in pipeline.order:
+            for need in self._needs[task_id]:
+                self._dependants[need].append(task_id)
+        # What templates see as ``tasks``: filled in as tasks finish.
+        self._finished: dict[str, dict[str, Any]] = {}
+        self._writes = TaskWriter(store)
+        self._event_scope = self.events[0].scope() if self.events else None
+        self._events_scope = [e.scope() for e in self.events]
 
     # Notifications
 
     def _task_changed(self, record: TaskRecord, note: str = "") -> None:
+        if record.status in FINAL_TASK_STATES:
+            self._finished[record.task_id] = {"output": record.output, "status": record.status}
         for observer in self.observers:
             observer.task_changed(self.run, record, note)
 
@@ -106,20 +123,23 @@ class RunExecutor:
             self._cancel_reason = reason
         self.cancel_scope.cancel()
 
+    # Writes
+
+    def _write(
+        self, tasks: Sequence[TaskRecord] = (), attempts: Sequence[AttemptRecord] = ()
+    ) -> None:
+        """Record task and attempt states as they are now, with the log lines so far."""
+        self._writes.submit(tasks, attempts, self._logs.take())
+
     # The run
 
     def _scope(self) -> dict[str, Any]:
-        first = self.events[0].scope() if self.events else None
         return {
             "params": self.run.params,
-            "tasks": {
-                tid: {"output": r.output, "status": r.status}
-                for tid, r in self.records.items()
-                if r.status in FINAL_TASK_STATES
-            },
+            "tasks": self._finished,
             "run": {"id": self.run.id, "pipeline": self.run.pipeline, "trigger": self.run.trigger},
-            "event": first,
-            "events": [e.scope() for e in self.events],
+            "event": self._event_scope,
+            "events": self._events_scope,
             "env": self.env,
         }
 
@@ -134,6 +154,8 @@ class RunExecutor:
             if record.task_id not in self.records:
                 continue
             self.records[record.task_id] = record
+            if record.status in FINAL_TASK_STATES:
+                self._finished[record.task_id] = {"output": record.output, "status": record.status}
             if record.status != "running":
                 continue
             retries = self.pipeline.tasks[record.task_id].retries
@@ -157,50 +179,56 @@ class RunExecutor:
         await self.store.set_run_status(self.run.id, "running", at=now, owner=self.owner)
         self._run_changed()
         internal: str | None = None
-        with self.cancel_scope:
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._flush_logs_periodically)
-                    await self._drive()
-                    tg.cancel_scope.cancel()
-            except Exception as exc:
-                # A bug or a store outage: the run still ends, failed, and says why.
-                logger.exception("run %s failed inside Reactor", self.run.id)
-                internal = f"internal error: {type(exc).__name__}: {exc}"
-        with anyio.CancelScope(shield=True):
-            await self._finish(internal)
+        async with anyio.create_task_group() as writer:
+            writer.start_soon(self._writes.run)
+            with self.cancel_scope:
+                try:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._flush_logs_periodically)
+                        await self._drive()
+                        tg.cancel_scope.cancel()
+                except Exception as exc:
+                    # A bug or a store outage: the run still ends, failed, and says why.
+                    logger.exception("run %s failed inside Reactor", self.run.id)
+                    internal = f"internal error: {type(exc).__name__}: {exc}"
+            with anyio.CancelScope(shield=True):
+                await self._finish(internal)
+            writer.cancel_scope.cancel()
         return self.run
 
     async def _drive(self) -> None:
         done_send, done_receive = anyio.create_memory_object_stream[str](math.inf)
-        needs = self.pipeline.needs
         running: set[str] = set()
+        # Only tasks whose needs just changed are looked at again, so a run's cost grows
+        # with its edges, not with its tasks squared.
+        check = list(self.pipeline.order)
         async with anyio.create_task_group() as tg:
             while True:
-                states = {tid: r.status for tid, r in self.records.items()}
-                ready, blocked = next_steps(needs, states)
-                if blocked:
-                    await self._mark_upstream_failed(blocked)
-                    continue
-                for task_id in ready:
-                    running.add(task_id)
-                    self.records[task_id].status = "running"
-                    tg.start_soon(self._run_task, self.pipeline.tasks[task_id], done_send)
+                while check:
+                    relevant = {t: self._needs[t] for t in check}
+                    states = {
+                        x: self.records[x].status for t in check for x in (t, *self._needs[t])
+                    }
+                    ready, blocked = next_steps(relevant, states)
+                    for task_id in ready:
+                        running.add(task_id)
+                        self.records[task_id].status = "running"
+                        tg.start_soon(self._run_task, self.pipeline.tasks[task_id], done_send)
+                    self._mark_upstream_failed(blocked)
+                    check = [d for b in blocked for d in self._dependants[b]]
                 if not running:
                     break
                 finished = await done_receive.receive()
                 running.discard(finished)
+                check = self._dependants[finished]
 
-    async def _mark_upstream_failed(self, task_ids: list[str]) -> None:
+    def _mark_upstream_failed(self, task_ids: list[str]) -> None:
         now = self.clock.now()
-        changed = []
         for task_id in task_ids:
             record = self.records[task_id]
             record.status = "upstream_failed"
             record.ended_at = now
-            changed.append(record)
-        await self.store.save_tasks(changed)
-        for record in changed:
+            self._write([record])
             self._task_changed(record)
 
     async def _run_task(self, task: Task, done: Any) -> None:
@@ -230,7 +258,7 @@ class RunExecutor:
                     host=self._host,
                 )
                 self._open_attempts[task.id] = attempt
-                await self.store.save_tasks([record], [attempt])
+                self._write([record], [attempt])
                 hit("task.after_start")
                 self._task_changed(record, f"attempt {record.attempts}")
                 outcome, output, error = await self._attempt(task, attempt)
@@ -245,7 +273,7 @@ class RunExecutor:
                 record.status = "succeeded"
                 record.output = output
                 record.ended_at = now
-                await self._save(record, attempt)
+                self._write([record], [attempt])
                 self._task_changed(record)
                 return
             if record.attempts <= retries.max:
@@ -261,27 +289,21 @@ class RunExecutor:
                         f" retrying in {retries.delay:g}s",
                     )
                 )
-                await self._save(record, attempt)
+                self._write([record], [attempt])
                 self._task_changed(record, f"{outcome}: {error}; retrying")
                 await self.clock.sleep(retries.delay)
                 continue
             record.status = outcome
             record.error = error
             record.ended_at = now
-            await self._save(record, attempt)
+            self._write([record], [attempt])
             self._task_changed(record, error or "")
             return
-
-    async def _save(self, record: TaskRecord, attempt: AttemptRecord) -> None:
-        lines = self._logs.take()
-        if lines:
-            await self.store.append_logs(lines)
-        await self.store.save_tasks([record], [attempt])
 
     async def _attempt(self, task: Task, attempt: AttemptRecord) -> tuple[str, Any, str | None]:
         async def report_process(pid: int) -> None:
             attempt.pid = pid
-            await self.store.save_tasks([], [attempt])
+            self._write(attempts=[attempt])
 
         request = TaskRequest(
             run_id=self.run.id,
@@ -311,11 +333,15 @@ class RunExecutor:
     async def _flush_logs_periodically(self) -> None:
         while True:
             await anyio.sleep(_LOG_FLUSH_SECONDS)
-            lines = self._logs.take()
-            if lines:
-                await self.store.append_logs(lines)
+            if self._logs.lines:
+                self._write()
 
     async def _finish(self, internal: str | None = None) -> None:
+        try:
+            await self._writes.drain()
+        except Exception as exc:
+            logger.exception("recording the tasks of run %s failed", self.run.id)
+            internal = internal or f"internal error: {type(exc).__name__}: {exc}"
         now = self.clock.now()
         cancelled = self.cancel_scope.cancelled_caught or self._cancel_reason is not None
         cut_off = "failed" if internal else "cancelled"

@@ -15,7 +15,7 @@ __all__ = ["POINTS", "hit"]
 POINTS = (
     "ingest.after_persist",  # the event is durable; rules have not seen it
     "rules.after_outcome",  # runs are created with the event's outcome; none started
-    "task.after_start",  # an attempt is recorded running; the action has not begun
+    "task.after_start",  # an attempt's record is on its way to the store; the action waits
     "task.after_action",  # the action finished; its result is not recorded
     "run.before_finish",  # every task is final; the run's status is not recorded
     "store.before_commit",  # inside the SQLite writer, before a batch commits
