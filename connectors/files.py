@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import anyio
 from anyio.abc import TaskStatus
 from pydantic import Field
-from watchfiles import Change, awatch
 
 from reactor.durations import Duration
 from reactor.events import Event, content_id
@@ -164,6 +163,8 @@ class FileSensor:
 
     async def _watch_polling(self, folder: Path, ctx: SensorContext) -> None:
         """Elsewhere: watchfiles, which checks for changes every ``step_ms``."""
+        from watchfiles import Change, awatch
+
         async for changes in awatch(
             folder,
             recursive=self.spec.recursive,

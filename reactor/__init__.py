@@ -1,5 +1,7 @@
 """Reactor: an event-driven data orchestrator."""
 
+from typing import TYPE_CHECKING, Any
+
 from reactor.actions import Action, TaskRequest
 from reactor.clock import Clock, FakeClock, SystemClock
 from reactor.errors import (
@@ -21,16 +23,22 @@ from reactor.registry import Registry, TaskKind, TriggerKind, default_registry
 from reactor.sensors import EmitResult, Sensor, SensorContext
 from reactor.service import PublishResult, Reactor, Settings
 from reactor.specs import EventFilter, TaskSpec, TriggerSpec
-from reactor.store import (
-    PostgresStore,
-    RunRecord,
-    SqliteStore,
-    Store,
-    TaskRecord,
-    open_store,
-)
+from reactor.store import RunRecord, SqliteStore, Store, TaskRecord, open_store
+
+if TYPE_CHECKING:
+    from reactor.store.postgres import PostgresStore
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The PostgreSQL driver is imported only when it is asked for.
+    if name == "PostgresStore":
+        from reactor.store.postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Action",

@@ -8,10 +8,9 @@ import signal
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -23,6 +22,9 @@ from reactor.pipelines import load_folder
 from reactor.service import Reactor, Settings
 from reactor.store import RunRecord, TaskRecord, open_store
 from reactor.store.records import FINAL_RUN_STATES
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["app", "main"]
 
@@ -319,13 +321,11 @@ def db_upgrade(
     console.print(f"store schema is at version {LATEST} (the latest)")
 
 
-def _client(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=30.0)
-
-
 def _request(url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    import httpx  # only the commands that talk to a service need it
+
     try:
-        with _client(url) as client:
+        with httpx.Client(base_url=url, timeout=30.0) as client:
             return client.request(method, path, **kwargs)
     except httpx.TransportError as exc:
         raise _fail(f"cannot reach Reactor at {url} ({exc}); is `reactor serve` running?") from None
