@@ -16,6 +16,7 @@ from bench.measure import Figure, machine_facts, percentile, summary
 from bench.memory import serve_memory
 from bench.runs import chain, fan_out
 from bench.store import store_throughput
+from bench.store_postgres import postgres_store_throughput
 
 __all__ = [
     "BENCHMARKS",
@@ -124,5 +125,10 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "store",
         "SQLite store: task transitions/s and events ingested/s",
         lambda s, report: store_throughput(s.store_operations, report),
+    ),
+    Benchmark(
+        "store-postgres",
+        "PostgreSQL store: task transitions/s and events ingested/s",
+        lambda s, report: postgres_store_throughput(s.store_operations, report),
     ),
 )
