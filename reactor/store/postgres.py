@@ -26,6 +26,20 @@ from reactor.events import Event
 from reactor.store.base import Admitted, StoredEvent
 from reactor.store.migrations import LATEST, MIGRATIONS, render
 from reactor.store.records import AttemptRecord, LogLine, ProcessRecord, RunRecord, TaskRecord
+from reactor.store.rows import (
+    ATTEMPT_COLUMNS,
+    EVENT_COLUMNS,
+    RUN_COLUMNS,
+    RUN_FIELDS,
+    attempt_from,
+    attempt_values,
+    dt,
+    event_from,
+    run_from,
+    run_values,
+    task_values,
+    ts,
+)
 
 __all__ = ["PostgresStore", "redact_url"]
 
@@ -56,14 +70,6 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def _ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value is not None else None
-
-
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -77,19 +83,6 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-_RUN_COLUMNS = (
-    "seq, id, run_key, pipeline, version, status, params, trigger, event_ids, created_at,"
-    " started_at, ended_at, reason, owner"
-)
-_RUN_FIELDS = (
-    "id, run_key, pipeline, version, status, params, trigger, event_ids, created_at,"
-    " started_at, ended_at, reason, owner"
-)
-_ATTEMPT_COLUMNS = (
-    "run_id, task_id, attempt, status, owner, started_at, heartbeat_at, ended_at, error, host, pid"
-)
-_EVENT_COLUMNS = "seq, body, received_at, outcome"
-
 # Creates the runs that are new (idempotent by run key, in the order given), reads the
 # ones that existed, and records the event's outcome: one statement, one round trip. All
 # parts see the same snapshot, so ``existing`` holds exactly the rows from before.
@@ -98,14 +91,14 @@ WITH given AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[]
-    ) WITH ORDINALITY AS g({_RUN_FIELDS}, n)
+    ) WITH ORDINALITY AS g({RUN_FIELDS}, n)
 ), inserted AS (
-    INSERT INTO runs ({_RUN_FIELDS})
-    SELECT {_RUN_FIELDS} FROM given ORDER BY n
+    INSERT INTO runs ({RUN_FIELDS})
+    SELECT {RUN_FIELDS} FROM given ORDER BY n
     ON CONFLICT (run_key) DO NOTHING
     RETURNING seq, run_key
 ), existing AS (
-    SELECT {_RUN_COLUMNS} FROM runs WHERE run_key = ANY($2::text[])
+    SELECT {RUN_COLUMNS} FROM runs WHERE run_key = ANY($2::text[])
 ), evaluated AS (
     UPDATE events SET evaluated_at = $14, outcome = $15 WHERE source = $16 AND id = $17
 )
@@ -115,80 +108,6 @@ LEFT JOIN inserted ON inserted.run_key = g.run_key
 LEFT JOIN existing ON existing.run_key = g.run_key
 ORDER BY g.n
 """
-
-
-def _run_args(run: RunRecord) -> tuple[Any, ...]:
-    return (
-        run.id,
-        run.run_key,
-        run.pipeline,
-        run.version,
-        run.status,
-        json.dumps(run.params),
-        run.trigger,
-        json.dumps(run.event_ids),
-        _ts(run.created_at),
-        _ts(run.started_at),
-        _ts(run.ended_at),
-        run.reason,
-        run.owner,
-    )
-
-
-def _run_row(row: asyncpg.Record) -> RunRecord:
-    return RunRecord(
-        id=row["id"],
-        run_key=row["run_key"],
-        pipeline=row["pipeline"],
-        version=row["version"],
-        status=row["status"],
-        params=json.loads(row["params"]),
-        trigger=row["trigger"],
-        event_ids=json.loads(row["event_ids"]),
-        created_at=datetime.fromisoformat(row["created_at"]),
-        started_at=_dt(row["started_at"]),
-        ended_at=_dt(row["ended_at"]),
-        reason=row["reason"],
-        seq=row["seq"],
-        owner=row["owner"],
-    )
-
-
-def _event_row(row: asyncpg.Record) -> StoredEvent:
-    data = json.loads(row["body"])
-    event = Event(
-        type=data.pop("type"),
-        source=data.pop("source"),
-        id=data.pop("id"),
-        time=datetime.fromisoformat(data.pop("time")),
-        subject=data.pop("subject", None),
-        datacontenttype=data.pop("datacontenttype", "application/json"),
-        data=data.pop("data", None),
-        extensions={k: v for k, v in data.items() if k != "specversion"},
-    )
-    outcome = row["outcome"]
-    return StoredEvent(
-        event,
-        row["seq"],
-        datetime.fromisoformat(row["received_at"]),
-        json.loads(outcome) if outcome else None,
-    )
-
-
-def _attempt_row(r: asyncpg.Record) -> AttemptRecord:
-    return AttemptRecord(
-        run_id=r["run_id"],
-        task_id=r["task_id"],
-        attempt=r["attempt"],
-        status=r["status"],
-        owner=r["owner"],
-        started_at=datetime.fromisoformat(r["started_at"]),
-        heartbeat_at=datetime.fromisoformat(r["heartbeat_at"]),
-        ended_at=_dt(r["ended_at"]),
-        error=r["error"],
-        host=r["host"],
-        pid=r["pid"],
-    )
 
 
 class PostgresStore:
@@ -299,8 +218,8 @@ class PostgresStore:
                 event.source,
                 event.type,
                 event.subject,
-                _ts(event.time),
-                _ts(received_at),
+                ts(event.time),
+                ts(received_at),
                 event.to_json(),
             )
         return event.id, seq is not None
@@ -308,28 +227,28 @@ class PostgresStore:
     async def get_event(self, source: str, event_id: str) -> StoredEvent | None:
         with self._failing(f"read event {event_id} from {source}") as pool:
             row = await pool.fetchrow(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE source = $1 AND id = $2",
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE source = $1 AND id = $2",
                 source,
                 event_id,
             )
-        return _event_row(row) if row else None
+        return event_from(row) if row else None
 
     async def find_event(self, event_id: str) -> StoredEvent | None:
         with self._failing(f"read event {event_id}") as pool:
             row = await pool.fetchrow(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = $1 ORDER BY seq LIMIT 1",
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 ORDER BY seq LIMIT 1",
                 event_id,
             )
-        return _event_row(row) if row else None
+        return event_from(row) if row else None
 
     async def unevaluated_events(self, limit: int) -> list[StoredEvent]:
         with self._failing("read unevaluated events") as pool:
             rows = await pool.fetch(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE evaluated_at IS NULL"
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE evaluated_at IS NULL"
                 " ORDER BY seq LIMIT $1",
                 limit,
             )
-        return [_event_row(r) for r in rows]
+        return [event_from(r) for r in rows]
 
     async def record_outcome(
         self,
@@ -344,15 +263,15 @@ class PostgresStore:
                 await pool.execute(
                     "UPDATE events SET evaluated_at = $1, outcome = $2"
                     " WHERE source = $3 AND id = $4",
-                    _ts(at),
+                    ts(at),
                     outcome,
                     event.source,
                     event.id,
                 )
                 return []
-            columns = list(zip(*(_run_args(run) for run in runs), strict=True))
+            columns = list(zip(*(run_values(run) for run in runs), strict=True))
             rows = await pool.fetch(
-                _RECORD_OUTCOME, *columns, _ts(at), outcome, event.source, event.id
+                _RECORD_OUTCOME, *columns, ts(at), outcome, event.source, event.id
             )
             admitted: list[Admitted] = []
             created: dict[str, RunRecord] = {}
@@ -366,7 +285,7 @@ class PostgresStore:
                     created[run.run_key] = run
                     admitted.append(Admitted(run, True))
                 elif row["seq"] is not None:
-                    admitted.append(Admitted(_run_row(row), False))
+                    admitted.append(Admitted(run_from(row), False))
                 else:
                     # Another process committed this run key after our snapshot was taken.
                     missing.append(len(admitted))
@@ -374,11 +293,11 @@ class PostgresStore:
             for index in missing:
                 key = admitted[index].run.run_key
                 found = await pool.fetchrow(
-                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_key = $1", key
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE run_key = $1", key
                 )
                 if found is None:
                     raise StoreError(f"run key {key} was neither created nor found")
-                admitted[index] = Admitted(_run_row(found), False)
+                admitted[index] = Admitted(run_from(found), False)
         return admitted
 
     # Pipelines
@@ -394,7 +313,7 @@ class PostgresStore:
                 version,
                 path,
                 text,
-                _ts(at),
+                ts(at),
             )
 
     async def pipeline_version(self, pipeline: str, version: str) -> str | None:
@@ -411,25 +330,25 @@ class PostgresStore:
     async def create_run(self, run: RunRecord) -> Admitted:
         with self._failing(f"create run {run.id} of pipeline {run.pipeline}") as pool:
             seq = await pool.fetchval(
-                f"INSERT INTO runs ({_RUN_FIELDS}) VALUES"
+                f"INSERT INTO runs ({RUN_FIELDS}) VALUES"
                 " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
                 " ON CONFLICT (run_key) DO NOTHING RETURNING seq",
-                *_run_args(run),
+                *run_values(run),
             )
             if seq is not None:
                 run.seq = seq
                 return Admitted(run, True)
             row = await pool.fetchrow(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_key = $1", run.run_key
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_key = $1", run.run_key
             )
         if row is None:
             raise StoreError(f"run key {run.run_key} was neither created nor found")
-        return Admitted(_run_row(row), False)
+        return Admitted(run_from(row), False)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         with self._failing(f"read run {run_id}") as pool:
-            row = await pool.fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
-        return _run_row(row) if row else None
+            row = await pool.fetchrow(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
+        return run_from(row) if row else None
 
     async def list_runs(
         self, *, pipeline: str | None, limit: int, before: int | None
@@ -445,25 +364,25 @@ class PostgresStore:
             where.append(f"seq < ${len(args)}")
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         args.append(limit)
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY seq DESC LIMIT ${len(args)}"
+        sql = f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY seq DESC LIMIT ${len(args)}"
         with self._failing("list runs") as pool:
             rows = await pool.fetch(sql, *args)
-        return [_run_row(r) for r in rows]
+        return [run_from(r) for r in rows]
 
     async def runs_with_status(self, status: str, pipeline: str | None = None) -> list[RunRecord]:
         with self._failing(f"list {status} runs") as pool:
             if pipeline is None:
                 rows = await pool.fetch(
-                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = $1 ORDER BY seq", status
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE status = $1 ORDER BY seq", status
                 )
             else:
                 rows = await pool.fetch(
-                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = $1 AND pipeline = $2"
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE status = $1 AND pipeline = $2"
                     " ORDER BY seq",
                     status,
                     pipeline,
                 )
-        return [_run_row(r) for r in rows]
+        return [run_from(r) for r in rows]
 
     async def set_run_status(
         self,
@@ -480,7 +399,7 @@ class PostgresStore:
                 f"UPDATE runs SET status = $1, {column} = coalesce({column}, $2),"
                 " reason = coalesce($3, reason), owner = coalesce($4, owner) WHERE id = $5",
                 status,
-                _ts(at),
+                ts(at),
                 reason,
                 owner,
                 run_id,
@@ -506,35 +425,8 @@ class PostgresStore:
         # One statement (so one round trip and one implicit transaction) for both tables;
         # PostgreSQL refuses to upsert a row twice in one statement, so repeats are merged
         # first into what saving them one after the other would leave.
-        task_rows = [
-            (
-                t.run_id,
-                t.task_id,
-                t.status,
-                t.attempts,
-                _ts(t.started_at),
-                _ts(t.ended_at),
-                json.dumps(t.output, default=str),
-                t.error,
-            )
-            for t in _latest_tasks(tasks)
-        ]
-        attempt_rows = [
-            (
-                a.run_id,
-                a.task_id,
-                a.attempt,
-                a.status,
-                a.owner,
-                _ts(a.started_at),
-                _ts(a.heartbeat_at),
-                _ts(a.ended_at),
-                a.error,
-                a.host,
-                a.pid,
-            )
-            for a in _merged_attempts(attempts)
-        ]
+        task_rows = [task_values(t) for t in _latest_tasks(tasks)]
+        attempt_rows = [attempt_values(a) for a in _merged_attempts(attempts)]
         run_id = (tasks[0] if tasks else attempts[0]).run_id
         with self._failing(f"save the tasks of run {run_id}") as pool:
             await pool.execute(_SAVE_TASKS, *_columns(task_rows, 8), *_columns(attempt_rows, 11))
@@ -555,8 +447,8 @@ class PostgresStore:
                 r["task_id"],
                 r["status"],
                 r["attempts"],
-                _dt(r["started_at"]),
-                _dt(r["ended_at"]),
+                dt(r["started_at"]),
+                dt(r["ended_at"]),
                 json.loads(r["output"]) if r["output"] is not None else None,
                 r["error"],
             )
@@ -566,19 +458,19 @@ class PostgresStore:
     async def attempts(self, run_id: str) -> list[AttemptRecord]:
         with self._failing(f"read the task attempts of run {run_id}") as pool:
             rows = await pool.fetch(
-                f"SELECT {_ATTEMPT_COLUMNS} FROM task_attempts WHERE run_id = $1"
+                f"SELECT {ATTEMPT_COLUMNS} FROM task_attempts WHERE run_id = $1"
                 ' ORDER BY started_at COLLATE "C", attempt, task_id COLLATE "C"',
                 run_id,
             )
-        return [_attempt_row(r) for r in rows]
+        return [attempt_from(r) for r in rows]
 
     async def running_attempts(self) -> list[AttemptRecord]:
         with self._failing("read running task attempts") as pool:
             rows = await pool.fetch(
-                f"SELECT {_ATTEMPT_COLUMNS} FROM task_attempts WHERE status = 'running'"
+                f"SELECT {ATTEMPT_COLUMNS} FROM task_attempts WHERE status = 'running'"
                 ' ORDER BY started_at COLLATE "C", run_id, task_id, attempt'
             )
-        return [_attempt_row(r) for r in rows]
+        return [attempt_from(r) for r in rows]
 
     async def register_process(self, process: ProcessRecord) -> None:
         with self._failing(f"register process {process.owner}") as pool:
@@ -588,8 +480,8 @@ class PostgresStore:
                 process.owner,
                 process.host,
                 process.pid,
-                _ts(process.started_at),
-                _ts(process.heartbeat_at),
+                ts(process.started_at),
+                ts(process.heartbeat_at),
             )
 
     async def processes(self) -> list[ProcessRecord]:
@@ -615,7 +507,7 @@ class PostgresStore:
                 "WITH process AS (UPDATE processes SET heartbeat_at = $1 WHERE owner = $2)"
                 " UPDATE task_attempts SET heartbeat_at = $1 WHERE owner = $2"
                 " AND status = 'running'",
-                _ts(at),
+                ts(at),
                 owner,
             )
 
@@ -624,7 +516,7 @@ class PostgresStore:
     async def append_logs(self, lines: Sequence[LogLine]) -> None:
         if not lines:
             return
-        rows = [(x.run_id, x.task_id, x.attempt, x.stream, _ts(x.time), x.line) for x in lines]
+        rows = [(x.run_id, x.task_id, x.attempt, x.stream, ts(x.time), x.line) for x in lines]
         with self._failing(f"append {len(rows)} log lines of run {lines[0].run_id}") as pool:
             await pool.executemany(
                 "INSERT INTO logs (run_id, task_id, attempt, stream, time, line)"

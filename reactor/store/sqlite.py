@@ -25,20 +25,26 @@ from reactor.failpoints import hit
 from reactor.store.base import Admitted, StoredEvent
 from reactor.store.migrations import LATEST, MIGRATIONS, render
 from reactor.store.records import AttemptRecord, LogLine, ProcessRecord, RunRecord, TaskRecord
+from reactor.store.rows import (
+    ATTEMPT_COLUMNS,
+    EVENT_COLUMNS,
+    RUN_COLUMNS,
+    RUN_FIELDS,
+    attempt_from,
+    attempt_values,
+    dt,
+    event_from,
+    run_from,
+    run_values,
+    task_values,
+    ts,
+)
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
 _Op = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 _MAX_BATCH = 512
-
-
-def _ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value is not None else None
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -88,6 +94,7 @@ class _Worker:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 10000")
         if self._writer:
             conn.execute("PRAGMA journal_mode = WAL")
@@ -159,114 +166,19 @@ def _store_error(exc: Exception) -> BaseException:
     return exc
 
 
-def _run_row(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
-    (
-        seq,
-        id_,
-        run_key,
-        pipeline,
-        version,
-        status,
-        params,
-        trigger,
-        event_ids,
-        created,
-        started,
-        ended,
-        reason,
-        owner,
-    ) = row
-    return RunRecord(
-        id=id_,
-        run_key=run_key,
-        pipeline=pipeline,
-        version=version,
-        status=status,
-        params=json.loads(params),
-        trigger=trigger,
-        event_ids=json.loads(event_ids),
-        created_at=datetime.fromisoformat(created),
-        started_at=_dt(started),
-        ended_at=_dt(ended),
-        reason=reason,
-        seq=seq,
-        owner=owner,
-    )
-
-
-_RUN_COLUMNS = (
-    "seq, id, run_key, pipeline, version, status, params, trigger, event_ids, created_at, "
-    "started_at, ended_at, reason, owner"
-)
-
-
-def _event_row(row: tuple[Any, ...]) -> StoredEvent:
-    seq, body, received_at, outcome = row
-    data = json.loads(body)
-    event = Event(
-        type=data.pop("type"),
-        source=data.pop("source"),
-        id=data.pop("id"),
-        time=datetime.fromisoformat(data.pop("time")),
-        subject=data.pop("subject", None),
-        datacontenttype=data.pop("datacontenttype", "application/json"),
-        data=data.pop("data", None),
-        extensions={k: v for k, v in data.items() if k != "specversion"},
-    )
-    return StoredEvent(
-        event, seq, datetime.fromisoformat(received_at), json.loads(outcome) if outcome else None
-    )
-
-
-_ATTEMPT_COLUMNS = (
-    "run_id, task_id, attempt, status, owner, started_at, heartbeat_at, ended_at, error, host, pid"
-)
-
-
-def _attempt_row(r: tuple[Any, ...]) -> AttemptRecord:
-    return AttemptRecord(
-        run_id=r[0],
-        task_id=r[1],
-        attempt=r[2],
-        status=r[3],
-        owner=r[4],
-        started_at=datetime.fromisoformat(r[5]),
-        heartbeat_at=datetime.fromisoformat(r[6]),
-        ended_at=_dt(r[7]),
-        error=r[8],
-        host=r[9],
-        pid=r[10],
-    )
-
-
 def _insert_run(conn: sqlite3.Connection, run: RunRecord) -> Admitted:
     cursor = conn.execute(
-        "INSERT INTO runs (id, run_key, pipeline, version, status, params, trigger, event_ids,"
-        " created_at, started_at, ended_at, reason, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        f"INSERT INTO runs ({RUN_FIELDS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
         " ON CONFLICT (run_key) DO NOTHING",
-        (
-            run.id,
-            run.run_key,
-            run.pipeline,
-            run.version,
-            run.status,
-            json.dumps(run.params),
-            run.trigger,
-            json.dumps(run.event_ids),
-            _ts(run.created_at),
-            _ts(run.started_at),
-            _ts(run.ended_at),
-            run.reason,
-            run.owner,
-        ),
+        run_values(run),
     )
     if cursor.rowcount == 1:
         run.seq = cursor.lastrowid
         return Admitted(run, True)
     row = conn.execute(
-        f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_key = ?", (run.run_key,)
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE run_key = ?", (run.run_key,)
     ).fetchone()
-    return Admitted(_run_row(row), False)
+    return Admitted(run_from(row), False)
 
 
 class SqliteStore:
@@ -342,8 +254,8 @@ class SqliteStore:
                     event.source,
                     event.type,
                     event.subject,
-                    _ts(event.time),
-                    _ts(received_at),
+                    ts(event.time),
+                    ts(received_at),
                     event.to_json(),
                 ),
             )
@@ -354,32 +266,31 @@ class SqliteStore:
     async def get_event(self, source: str, event_id: str) -> StoredEvent | None:
         def op(conn: sqlite3.Connection) -> StoredEvent | None:
             row = conn.execute(
-                "SELECT seq, body, received_at, outcome FROM events WHERE source = ? AND id = ?",
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE source = ? AND id = ?",
                 (source, event_id),
             ).fetchone()
-            return _event_row(row) if row else None
+            return event_from(row) if row else None
 
         return await self._reader.call(op)
 
     async def find_event(self, event_id: str) -> StoredEvent | None:
         def op(conn: sqlite3.Connection) -> StoredEvent | None:
             row = conn.execute(
-                "SELECT seq, body, received_at, outcome FROM events WHERE id = ? ORDER BY seq"
-                " LIMIT 1",
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ? ORDER BY seq LIMIT 1",
                 (event_id,),
             ).fetchone()
-            return _event_row(row) if row else None
+            return event_from(row) if row else None
 
         return await self._reader.call(op)
 
     async def unevaluated_events(self, limit: int) -> list[StoredEvent]:
         def op(conn: sqlite3.Connection) -> list[StoredEvent]:
             rows = conn.execute(
-                "SELECT seq, body, received_at, outcome FROM events WHERE evaluated_at IS NULL"
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE evaluated_at IS NULL"
                 " ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
-            return [_event_row(r) for r in rows]
+            return [event_from(r) for r in rows]
 
         return await self._reader.call(op)
 
@@ -394,7 +305,7 @@ class SqliteStore:
             admitted = [_insert_run(conn, run) for run in runs]
             conn.execute(
                 "UPDATE events SET evaluated_at = ?, outcome = ? WHERE source = ? AND id = ?",
-                (_ts(at), json.dumps(decisions, default=str), event.source, event.id),
+                (ts(at), json.dumps(decisions, default=str), event.source, event.id),
             )
             return admitted
 
@@ -409,7 +320,7 @@ class SqliteStore:
             conn.execute(
                 "INSERT INTO pipeline_versions VALUES (?,?,?,?,?)"
                 " ON CONFLICT (pipeline, version) DO NOTHING",
-                (pipeline, version, path, text, _ts(at)),
+                (pipeline, version, path, text, ts(at)),
             )
 
         await self._writer.call(op)
@@ -431,10 +342,8 @@ class SqliteStore:
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         def op(conn: sqlite3.Connection) -> RunRecord | None:
-            row = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
-            ).fetchone()
-            return _run_row(row) if row else None
+            row = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+            return run_from(row) if row else None
 
         return await self._reader.call(op)
 
@@ -450,11 +359,11 @@ class SqliteStore:
             where.append("seq < ?")
             args.append(before)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY seq DESC LIMIT ?"
+        sql = f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY seq DESC LIMIT ?"
         args.append(limit)
 
         def op(conn: sqlite3.Connection) -> list[RunRecord]:
-            return [_run_row(r) for r in conn.execute(sql, args).fetchall()]
+            return [run_from(r) for r in conn.execute(sql, args).fetchall()]
 
         return await self._reader.call(op)
 
@@ -462,15 +371,15 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> list[RunRecord]:
             if pipeline is None:
                 rows = conn.execute(
-                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = ? ORDER BY seq", (status,)
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE status = ? ORDER BY seq", (status,)
                 )
             else:
                 rows = conn.execute(
-                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = ? AND pipeline = ?"
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE status = ? AND pipeline = ?"
                     " ORDER BY seq",
                     (status, pipeline),
                 )
-            return [_run_row(r) for r in rows.fetchall()]
+            return [run_from(r) for r in rows.fetchall()]
 
         return await self._reader.call(op)
 
@@ -489,7 +398,7 @@ class SqliteStore:
             conn.execute(
                 f"UPDATE runs SET status = ?, {column} = coalesce({column}, ?),"
                 " reason = coalesce(?, reason), owner = coalesce(?, owner) WHERE id = ?",
-                (status, _ts(at), reason, owner, run_id),
+                (status, ts(at), reason, owner, run_id),
             )
 
         await self._writer.call(op)
@@ -509,35 +418,8 @@ class SqliteStore:
     async def save_tasks(
         self, tasks: Sequence[TaskRecord], attempts: Sequence[AttemptRecord] = ()
     ) -> None:
-        task_rows = [
-            (
-                t.run_id,
-                t.task_id,
-                t.status,
-                t.attempts,
-                _ts(t.started_at),
-                _ts(t.ended_at),
-                json.dumps(t.output, default=str),
-                t.error,
-            )
-            for t in tasks
-        ]
-        attempt_rows = [
-            (
-                a.run_id,
-                a.task_id,
-                a.attempt,
-                a.status,
-                a.owner,
-                _ts(a.started_at),
-                _ts(a.heartbeat_at),
-                _ts(a.ended_at),
-                a.error,
-                a.host,
-                a.pid,
-            )
-            for a in attempts
-        ]
+        task_rows = [task_values(t) for t in tasks]
+        attempt_rows = [attempt_values(a) for a in attempts]
 
         def op(conn: sqlite3.Connection) -> None:
             conn.executemany(
@@ -548,8 +430,7 @@ class SqliteStore:
                 task_rows,
             )
             conn.executemany(
-                "INSERT INTO task_attempts (run_id, task_id, attempt, status, owner, started_at,"
-                " heartbeat_at, ended_at, error, host, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                f"INSERT INTO task_attempts ({ATTEMPT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET status = excluded.status,"
                 " heartbeat_at = excluded.heartbeat_at, ended_at = excluded.ended_at,"
                 " error = excluded.error, host = coalesce(excluded.host, host),"
@@ -572,8 +453,8 @@ class SqliteStore:
                     r[1],
                     r[2],
                     r[3],
-                    _dt(r[4]),
-                    _dt(r[5]),
+                    dt(r[4]),
+                    dt(r[5]),
                     json.loads(r[6]) if r[6] is not None else None,
                     r[7],
                 )
@@ -585,20 +466,20 @@ class SqliteStore:
     async def attempts(self, run_id: str) -> list[AttemptRecord]:
         def op(conn: sqlite3.Connection) -> list[AttemptRecord]:
             rows = conn.execute(
-                f"SELECT {_ATTEMPT_COLUMNS} FROM task_attempts WHERE run_id = ?"
+                f"SELECT {ATTEMPT_COLUMNS} FROM task_attempts WHERE run_id = ?"
                 " ORDER BY started_at, attempt",
                 (run_id,),
             ).fetchall()
-            return [_attempt_row(r) for r in rows]
+            return [attempt_from(r) for r in rows]
 
         return await self._reader.call(op)
 
     async def running_attempts(self) -> list[AttemptRecord]:
         def op(conn: sqlite3.Connection) -> list[AttemptRecord]:
             rows = conn.execute(
-                f"SELECT {_ATTEMPT_COLUMNS} FROM task_attempts WHERE status = 'running'"
+                f"SELECT {ATTEMPT_COLUMNS} FROM task_attempts WHERE status = 'running'"
             ).fetchall()
-            return [_attempt_row(r) for r in rows]
+            return [attempt_from(r) for r in rows]
 
         return await self._reader.call(op)
 
@@ -611,8 +492,8 @@ class SqliteStore:
                     process.owner,
                     process.host,
                     process.pid,
-                    _ts(process.started_at),
-                    _ts(process.heartbeat_at),
+                    ts(process.started_at),
+                    ts(process.heartbeat_at),
                 ),
             )
 
@@ -634,10 +515,10 @@ class SqliteStore:
 
     async def heartbeat(self, owner: str, at: datetime) -> None:
         def op(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE processes SET heartbeat_at = ? WHERE owner = ?", (_ts(at), owner))
+            conn.execute("UPDATE processes SET heartbeat_at = ? WHERE owner = ?", (ts(at), owner))
             conn.execute(
                 "UPDATE task_attempts SET heartbeat_at = ? WHERE owner = ? AND status = 'running'",
-                (_ts(at), owner),
+                (ts(at), owner),
             )
 
         await self._writer.call(op)
@@ -645,7 +526,7 @@ class SqliteStore:
     # Logs
 
     async def append_logs(self, lines: Sequence[LogLine]) -> None:
-        rows = [(x.run_id, x.task_id, x.attempt, x.stream, _ts(x.time), x.line) for x in lines]
+        rows = [(x.run_id, x.task_id, x.attempt, x.stream, ts(x.time), x.line) for x in lines]
 
         def op(conn: sqlite3.Connection) -> None:
             conn.executemany(

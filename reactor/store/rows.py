@@ -1,0 +1,155 @@
+"""Records to and from table rows, the same for every store (the schema is shared)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from reactor.events import Event
+from reactor.store.base import StoredEvent
+from reactor.store.records import AttemptRecord, RunRecord, TaskRecord
+
+__all__ = [
+    "ATTEMPT_COLUMNS",
+    "EVENT_COLUMNS",
+    "RUN_COLUMNS",
+    "RUN_FIELDS",
+    "attempt_from",
+    "attempt_values",
+    "dt",
+    "event_from",
+    "run_from",
+    "run_values",
+    "task_values",
+    "ts",
+]
+
+# Timestamps are ISO 8601 text in UTC, so both stores sort and compare them alike.
+RUN_FIELDS = (
+    "id, run_key, pipeline, version, status, params, trigger, event_ids, created_at,"
+    " started_at, ended_at, reason, owner"
+)
+RUN_COLUMNS = f"seq, {RUN_FIELDS}"
+ATTEMPT_COLUMNS = (
+    "run_id, task_id, attempt, status, owner, started_at, heartbeat_at, ended_at, error, host, pid"
+)
+EVENT_COLUMNS = "seq, body, received_at, outcome"
+
+
+def ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def run_values(run: RunRecord) -> tuple[Any, ...]:
+    """The values of :data:`RUN_FIELDS`, in order."""
+    return (
+        run.id,
+        run.run_key,
+        run.pipeline,
+        run.version,
+        run.status,
+        json.dumps(run.params),
+        run.trigger,
+        json.dumps(run.event_ids),
+        ts(run.created_at),
+        ts(run.started_at),
+        ts(run.ended_at),
+        run.reason,
+        run.owner,
+    )
+
+
+def run_from(row: Mapping[str, Any]) -> RunRecord:
+    """A run from a row of :data:`RUN_COLUMNS`."""
+    return RunRecord(
+        id=row["id"],
+        run_key=row["run_key"],
+        pipeline=row["pipeline"],
+        version=row["version"],
+        status=row["status"],
+        params=json.loads(row["params"]),
+        trigger=row["trigger"],
+        event_ids=json.loads(row["event_ids"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        started_at=dt(row["started_at"]),
+        ended_at=dt(row["ended_at"]),
+        reason=row["reason"],
+        seq=row["seq"],
+        owner=row["owner"],
+    )
+
+
+def task_values(task: TaskRecord) -> tuple[Any, ...]:
+    """The values of the ``task_runs`` columns, in table order."""
+    return (
+        task.run_id,
+        task.task_id,
+        task.status,
+        task.attempts,
+        ts(task.started_at),
+        ts(task.ended_at),
+        json.dumps(task.output, default=str),
+        task.error,
+    )
+
+
+def attempt_values(attempt: AttemptRecord) -> tuple[Any, ...]:
+    """The values of :data:`ATTEMPT_COLUMNS`, in order."""
+    return (
+        attempt.run_id,
+        attempt.task_id,
+        attempt.attempt,
+        attempt.status,
+        attempt.owner,
+        ts(attempt.started_at),
+        ts(attempt.heartbeat_at),
+        ts(attempt.ended_at),
+        attempt.error,
+        attempt.host,
+        attempt.pid,
+    )
+
+
+def attempt_from(row: Mapping[str, Any]) -> AttemptRecord:
+    """An attempt from a row of :data:`ATTEMPT_COLUMNS`."""
+    return AttemptRecord(
+        run_id=row["run_id"],
+        task_id=row["task_id"],
+        attempt=row["attempt"],
+        status=row["status"],
+        owner=row["owner"],
+        started_at=datetime.fromisoformat(row["started_at"]),
+        heartbeat_at=datetime.fromisoformat(row["heartbeat_at"]),
+        ended_at=dt(row["ended_at"]),
+        error=row["error"],
+        host=row["host"],
+        pid=row["pid"],
+    )
+
+
+def event_from(row: Mapping[str, Any]) -> StoredEvent:
+    """A stored event from a row of :data:`EVENT_COLUMNS`."""
+    data = json.loads(row["body"])
+    event = Event(
+        type=data.pop("type"),
+        source=data.pop("source"),
+        id=data.pop("id"),
+        time=datetime.fromisoformat(data.pop("time")),
+        subject=data.pop("subject", None),
+        datacontenttype=data.pop("datacontenttype", "application/json"),
+        data=data.pop("data", None),
+        extensions={k: v for k, v in data.items() if k != "specversion"},
+    )
+    outcome = row["outcome"]
+    return StoredEvent(
+        event,
+        row["seq"],
+        datetime.fromisoformat(row["received_at"]),
+        json.loads(outcome) if outcome else None,
+    )
