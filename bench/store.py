@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from bench.measure import Figure
 from bench.workspace import Workspace
 from reactor.events import Event
-from reactor.store import AttemptRecord, SqliteStore, TaskRecord
+from reactor.store import AttemptRecord, SqliteStore, Store, TaskRecord
 
 __all__ = ["store_throughput"]
 
@@ -51,33 +51,42 @@ def _transition(tasks: list[TaskRecord], attempts: list[AttemptRecord], i: int) 
         attempt.ended_at = now
 
 
+async def measure(
+    store: Store, operations: int, report: Report
+) -> tuple[float, float, float, float]:
+    """Transitions/s (1 and 8 writers), then events ingested/s (1 and 8 writers)."""
+    now = datetime.now(UTC)
+    tasks = [TaskRecord(f"run{i // 10}", f"task{i % 10}") for i in range(200)]
+    attempts = [AttemptRecord(t.run_id, t.task_id, 1, "pending", "bench", now, now) for t in tasks]
+
+    async def transition(i: int) -> None:
+        _transition(tasks, attempts, i)
+        slot = i % len(tasks)
+        await store.save_tasks([tasks[slot]], [attempts[slot]])
+
+    async def ingest(i: int) -> None:
+        event = Event("bench.ingest", "bench", {"i": i, "path": f"/data/{i}.csv"})
+        await store.ingest(event, datetime.now(UTC))
+
+    sequential = await _rate(operations, 1, transition)
+    report(f"  save_tasks sequential: {sequential:,.0f}/s")
+    concurrent = await _rate(operations, WRITERS, transition)
+    report(f"  save_tasks {WRITERS} writers: {concurrent:,.0f}/s")
+    ingested = await _rate(operations, 1, ingest)
+    ingested_concurrent = await _rate(operations, WRITERS, ingest)
+    report(f"  ingest {WRITERS} writers: {ingested_concurrent:,.0f}/s")
+    return sequential, concurrent, ingested, ingested_concurrent
+
+
 async def store_throughput(operations: int = 4000, report: Report = _quiet) -> list[Figure]:
     """Task state transitions/s (sequential, 8 writers) and events ingested/s, SQLite store."""
     with Workspace() as ws:
         store = SqliteStore(ws.database)
         await store.open()
         try:
-            now = datetime.now(UTC)
-            tasks = [TaskRecord(f"run{i // 10}", f"task{i % 10}") for i in range(200)]
-            attempts = [
-                AttemptRecord(t.run_id, t.task_id, 1, "pending", "bench", now, now) for t in tasks
-            ]
-
-            async def transition(i: int) -> None:
-                _transition(tasks, attempts, i)
-                slot = i % len(tasks)
-                await store.save_tasks([tasks[slot]], [attempts[slot]])
-
-            async def ingest(i: int) -> None:
-                event = Event("bench.ingest", "bench", {"i": i, "path": f"/data/{i}.csv"})
-                await store.ingest(event, datetime.now(UTC))
-
-            sequential = await _rate(operations, 1, transition)
-            report(f"  save_tasks sequential: {sequential:,.0f}/s")
-            concurrent = await _rate(operations, WRITERS, transition)
-            report(f"  save_tasks {WRITERS} writers: {concurrent:,.0f}/s")
-            ingested = await _rate(operations, 1, ingest)
-            ingested_concurrent = await _rate(operations, WRITERS, ingest)
+            sequential, concurrent, ingested, ingested_concurrent = await measure(
+                store, operations, report
+            )
         finally:
             await store.close()
         floor = await _commit_floor(ws, operations, _save_task_sql)

@@ -6,14 +6,11 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import asyncpg
 
 from bench.measure import Figure
-from bench.store import WRITERS, _rate, _transition
-from reactor.events import Event
-from reactor.store import AttemptRecord, TaskRecord
+from bench.store import WRITERS, _rate, measure
 from reactor.store.postgres import PostgresStore
 
 __all__ = ["postgres_store_throughput"]
@@ -50,28 +47,9 @@ async def postgres_store_throughput(
         store = PostgresStore(url, max_connections=WRITERS)
         await store.open()
         try:
-            now = datetime.now(UTC)
-            tasks = [TaskRecord(f"run{i // 10}", f"task{i % 10}") for i in range(200)]
-            attempts = [
-                AttemptRecord(t.run_id, t.task_id, 1, "pending", "bench", now, now) for t in tasks
-            ]
-
-            async def transition(i: int) -> None:
-                _transition(tasks, attempts, i)
-                slot = i % len(tasks)
-                await store.save_tasks([tasks[slot]], [attempts[slot]])
-
-            async def ingest(i: int) -> None:
-                event = Event("bench.ingest", "bench", {"i": i, "path": f"/data/{i}.csv"})
-                await store.ingest(event, datetime.now(UTC))
-
-            sequential = await _rate(operations, 1, transition)
-            report(f"  save_tasks sequential: {sequential:,.0f}/s")
-            concurrent = await _rate(operations, WRITERS, transition)
-            report(f"  save_tasks {WRITERS} writers: {concurrent:,.0f}/s")
-            ingested = await _rate(operations, 1, ingest)
-            ingested_concurrent = await _rate(operations, WRITERS, ingest)
-            report(f"  ingest {WRITERS} writers: {ingested_concurrent:,.0f}/s")
+            sequential, concurrent, ingested, ingested_concurrent = await measure(
+                store, operations, report
+            )
         finally:
             await store.close()
         floor = await _round_trip_floor(url, operations)
