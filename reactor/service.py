@@ -16,6 +16,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from reactor.admission import LocalRunSlots, LocalTaskSlots, RunSlots, TaskSlots, plan_admission
+from reactor.bus import Bus
 from reactor.clock import Clock, SystemClock
 from reactor.errors import AdmissionError, ParamError, SpecErrorGroup
 from reactor.events import Event, new_id
@@ -131,9 +132,8 @@ class Reactor:
         self._runs: dict[str, RunExecutor] = {}
         self._run_done: dict[str, anyio.Event] = {}
         self._sensors: dict[str, _SensorSlot] = {}
-        self._bus_send, self._bus_receive = anyio.create_memory_object_stream[_Envelope](
-            self.settings.bus_capacity
-        )
+        self._bus = Bus[_Envelope](self.settings.bus_capacity)
+        self._rule_inbox = self._bus.subscribe()
         self._tg: TaskGroup | None = None
         self._grace_over = anyio.Event()
         self._waiting_for_runs: anyio.CancelScope | None = None
@@ -203,7 +203,7 @@ class Reactor:
                     slot.scope.cancel()
                     slot.health.state = "stopped"
                 self._sensors.clear()
-                self._bus_send.close()
+                self._bus.close()
                 with anyio.move_on_after(self.settings.grace) as waiting:
                     self._waiting_for_runs = waiting
                     while self._runs and not self._grace_over.is_set():
@@ -393,7 +393,7 @@ class Reactor:
         """For sensors: persist ``event``, then hand it to the rule engine (not waiting)."""
         event_id, new = await self._ingest(event)
         if new:
-            await self._bus_send.send(_Envelope(event))
+            await self._bus.publish(_Envelope(event))
         return EmitResult(event_id, new)
 
     async def publish(self, event: Event) -> PublishResult:
@@ -410,7 +410,7 @@ class Reactor:
             )
             return PublishResult(event_id, True, run_ids)
         envelope = _Envelope(event, anyio.Event())
-        await self._bus_send.send(envelope)
+        await self._bus.publish(envelope)
         assert envelope.done is not None
         await envelope.done.wait()
         if envelope.error is not None:
@@ -418,8 +418,8 @@ class Reactor:
         return PublishResult(event_id, False, envelope.run_ids)
 
     async def _rule_loop(self) -> None:
-        async with self._bus_receive:
-            async for envelope in self._bus_receive:
+        async with self._rule_inbox:
+            async for envelope in self._rule_inbox:
                 try:
                     envelope.run_ids = await self._evaluate(envelope.event)
                 except Exception as exc:
