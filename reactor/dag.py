@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 __all__ = [
@@ -88,7 +88,3 @@ def next_steps(
         elif any(s in FINAL_TASK_STATES and s not in _OK for s in dep_states):
             blocked.append(task)
     return ready, blocked
-
-
-def roots(needs: Mapping[str, Iterable[str]]) -> list[str]:
-    return [t for t, deps in needs.items() if not list(deps)]

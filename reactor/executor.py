@@ -16,6 +16,7 @@ from reactor.actions import LogStream, TaskRequest
 from reactor.admission import TaskSlots
 from reactor.clock import Clock, run_with_timeout
 from reactor.dag import FINAL_TASK_STATES, next_steps
+from reactor.durations import format_duration
 from reactor.errors import ActionError
 from reactor.events import Event
 from reactor.failpoints import hit
@@ -286,7 +287,7 @@ class RunExecutor:
                         "system",
                         now,
                         f"attempt {record.attempts} {outcome}: {error};"
-                        f" retrying in {retries.delay:g}s",
+                        f" retrying in {format_duration(retries.delay)}",
                     )
                 )
                 self._write([record], [attempt])
@@ -320,7 +321,7 @@ class RunExecutor:
                 self.clock, task.spec.timeout, lambda: task.action.execute(request)
             )
         except TimeoutError:
-            return "timed_out", None, f"timed out after {task.spec.timeout:g}s"
+            return "timed_out", None, f"timed out after {format_duration(task.spec.timeout or 0)}"
         except ActionError as exc:
             return "failed", None, str(exc)
         except anyio.get_cancelled_exc_class():

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reactor.dag import FINAL_TASK_STATES, find_cycle, next_steps, roots, topological_order
+from reactor.dag import FINAL_TASK_STATES, find_cycle, next_steps, topological_order
 
 Needs = dict[str, list[str]]
 BAD_STATES = sorted(FINAL_TASK_STATES - {"succeeded", "skipped"})
@@ -54,10 +54,6 @@ def test_order_of_a_cycle_is_an_error() -> None:
     with pytest.raises(ValueError) as caught:
         topological_order({"a": ["b"], "b": ["a"]})
     assert str(caught.value) == "the graph has a cycle"
-
-
-def test_roots_are_tasks_without_needs() -> None:
-    assert roots({"a": [], "b": ["a"], "c": ()}) == ["a", "c"]
 
 
 # --- next_steps ----------------------------------------------------------------------------------
