@@ -15,6 +15,7 @@ from bench.files import file_to_task
 from bench.measure import Figure, machine_facts, percentile, summary
 from bench.memory import serve_memory
 from bench.runs import chain, fan_out
+from bench.schedule import schedule_to_task
 from bench.store import store_throughput
 from bench.store_postgres import postgres_store_throughput
 
@@ -30,6 +31,7 @@ __all__ = [
     "http_event_to_task",
     "machine_facts",
     "percentile",
+    "schedule_to_task",
     "serve_memory",
     "store_throughput",
     "summary",
@@ -54,6 +56,7 @@ class Sizes:
     serve_runs: int = 1000
     idle_wait: float = 1.0
     store_operations: int = 4000
+    ticks: int = 500
 
     @classmethod
     def tiny(cls) -> Sizes:
@@ -70,6 +73,7 @@ class Sizes:
             serve_runs=20,
             idle_wait=0.1,
             store_operations=200,
+            ticks=10,
         )
 
     def to_json(self) -> dict[str, object]:
@@ -95,6 +99,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "http",
         "event posted to /api/events -> first task started",
         lambda s, report: http_event_to_task(s.http_events, report),
+    ),
+    Benchmark(
+        "schedule",
+        "schedule tick due -> first task started",
+        lambda s, report: schedule_to_task(s.ticks, report),
     ),
     Benchmark(
         "file",

@@ -7,6 +7,7 @@ from reactor.clock import Clock, FakeClock, SystemClock
 from reactor.errors import (
     ActionError,
     AdmissionError,
+    ClientError,
     ConnectorError,
     ExpressionError,
     ParamError,
@@ -26,6 +27,7 @@ from reactor.specs import EventFilter, TaskSpec, TriggerSpec
 from reactor.store import RunRecord, SqliteStore, Store, TaskRecord, open_store
 
 if TYPE_CHECKING:
+    from reactor.client import AsyncClient, Client, Published
     from reactor.store.postgres import PostgresStore
 
 __version__ = "0.1.0"
@@ -37,6 +39,11 @@ def __getattr__(name: str) -> Any:
         from reactor.store.postgres import PostgresStore
 
         return PostgresStore
+    # httpx is imported only by programs that use the client, not by `reactor serve`.
+    if name in ("AsyncClient", "Client", "Published"):
+        import reactor.client
+
+        return getattr(reactor.client, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -44,6 +51,9 @@ __all__ = [
     "Action",
     "ActionError",
     "AdmissionError",
+    "AsyncClient",
+    "Client",
+    "ClientError",
     "Clock",
     "ConnectorError",
     "EmitResult",
@@ -56,6 +66,7 @@ __all__ = [
     "Pipeline",
     "PostgresStore",
     "PublishResult",
+    "Published",
     "Reactor",
     "ReactorError",
     "Registry",

@@ -8,7 +8,7 @@ import signal
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import anyio
 import typer
@@ -22,9 +22,6 @@ from reactor.pipelines import load_folder
 from reactor.service import Reactor, Settings
 from reactor.store import RunRecord, TaskRecord, open_store
 from reactor.store.records import FINAL_RUN_STATES
-
-if TYPE_CHECKING:
-    import httpx
 
 __all__ = ["app", "main"]
 
@@ -271,7 +268,7 @@ def run(
             raise _fail(f"-p {item!r}: write key=value")
         params[key] = parse_cli_value(target.params.get(key), value)
     printer = LivePrinter()
-    settings = Settings(reload=False, sensors=False, recover=False, strict=False)
+    settings = Settings(reload=False, sensors=False, recover=False, strict=False, chain=False)
 
     async def main() -> RunRecord:
         reactor = Reactor(
@@ -321,16 +318,6 @@ def db_upgrade(
     console.print(f"store schema is at version {LATEST} (the latest)")
 
 
-def _request(url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    import httpx  # only the commands that talk to a service need it
-
-    try:
-        with httpx.Client(base_url=url, timeout=30.0) as client:
-            return client.request(method, path, **kwargs)
-    except httpx.TransportError as exc:
-        raise _fail(f"cannot reach Reactor at {url} ({exc}); is `reactor serve` running?") from None
-
-
 @app.command()
 def runs(
     pipeline: Annotated[str | None, typer.Option(help="Only this pipeline's runs.")] = None,
@@ -339,13 +326,13 @@ def runs(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """List runs of a running service, newest first."""
-    query: dict[str, Any] = {"limit": limit}
-    if pipeline:
-        query["pipeline"] = pipeline
-    response = _request(url, "GET", "/api/runs", params=query)
-    if response.status_code != 200:
-        raise _fail(f"{response.status_code}: {response.text}")
-    found = response.json()
+    from reactor.client import Client  # only the commands that talk to a service need httpx
+
+    try:
+        with Client(url) as client:
+            found = client.runs(pipeline or None, limit)
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
     if as_json:
         sys.stdout.write(json.dumps(found, indent=2) + "\n")
         return
@@ -377,33 +364,70 @@ def publish(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Publish an event to a running service; prints the runs it started."""
-    body: dict[str, Any] = {"specversion": "1.0", "type": type_, "source": source}
-    if data is not None:
-        try:
-            body["data"] = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise _fail(f"--data is not JSON: {exc}") from None
-    if subject:
-        body["subject"] = subject
-    if event_id:
-        body["id"] = event_id
-    response = _request(
-        url,
-        "POST",
-        "/api/events",
-        json=body,
-        headers={"content-type": "application/cloudevents+json"},
-    )
-    if response.status_code not in (200, 202):
-        detail = response.json().get("error", response.text) if response.content else ""
-        raise _fail(f"{response.status_code}: {detail}")
-    result = response.json()
-    dup = " (duplicate: no new run)" if result.get("duplicate") else ""
-    console.print(f"event {result['event_id']}{dup}")
-    for run_id in result["run_ids"]:
+    from reactor.client import Client  # only the commands that talk to a service need httpx
+
+    try:
+        parsed = None if data is None else json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"--data is not JSON: {exc}") from None
+    try:
+        with Client(url) as client:
+            result = client.publish(
+                type_, parsed, source=source, id=event_id or None, subject=subject or None
+            )
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    dup = " (duplicate: no new run)" if result.duplicate else ""
+    console.print(f"event {result.event_id}{dup}")
+    for run_id in result.run_ids:
         console.print(f"run {run_id}")
-    if not result["run_ids"] and not result.get("duplicate"):
+    if not result.run_ids and not result.duplicate:
         console.print("no run started: no trigger fired for this event")
+
+
+@app.command()
+def schedule(
+    pipeline: Annotated[str, typer.Argument(help="The pipeline's name.")],
+    folder: Annotated[Path, typer.Option("--dir", help="The pipelines folder.")] = Path(),
+    count: Annotated[
+        int, typer.Option("--count", "-n", min=1, max=1000, help="Fire times per trigger.")
+    ] = 10,
+    after: Annotated[
+        str | None,
+        typer.Option(help="List fire times after this ISO 8601 time with offset (default: now)."),
+    ] = None,
+) -> None:
+    """List the next fire times of a pipeline's schedules, in their timezone and in UTC."""
+    from datetime import UTC
+
+    from reactor.specs import Schedule
+
+    start = datetime.now(UTC)
+    if after is not None:
+        try:
+            start = datetime.fromisoformat(after)
+        except ValueError:
+            raise _fail(f"--after {after!r} is not an ISO 8601 time") from None
+        if start.tzinfo is None:
+            raise _fail(f"--after {after!r} needs a UTC offset, like 2026-01-01T06:00:00+01:00")
+    loaded = load_folder(folder)
+    target = loaded.pipelines.get(pipeline)
+    if target is None:
+        for problem in loaded.problems:
+            err.print(str(problem), markup=False)
+        known = ", ".join(sorted(loaded.pipelines)) or "none"
+        raise _fail(f"no valid pipeline {pipeline!r} in {folder} (found: {known})")
+    schedules = [t for t in target.triggers if isinstance(t.spec, Schedule)]
+    if not schedules:
+        raise _fail(f"pipeline {pipeline!r} has no schedule trigger")
+    for trigger in schedules:
+        spec = trigger.spec
+        assert isinstance(spec, Schedule)
+        console.print(f"[bold]{trigger.key}[/bold]: {escape(spec.describe())}")
+        for moment in spec.upcoming(start, count):
+            console.print(
+                f"  {moment.isoformat()}  {moment:%a}  (UTC {moment.astimezone(UTC).isoformat()})"
+            )
 
 
 def main() -> None:

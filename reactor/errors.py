@@ -8,6 +8,7 @@ from dataclasses import dataclass
 __all__ = [
     "ActionError",
     "AdmissionError",
+    "ClientError",
     "ConnectorError",
     "ExpressionError",
     "ParamError",
@@ -84,3 +85,12 @@ class TaskTimeout(ActionError):
 
 class StoreError(ReactorError):
     """The store failed to read or write, or its schema is not usable."""
+
+
+class ClientError(ReactorError):
+    """A call to a running Reactor failed; ``status`` is its HTTP status if it answered."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message if status is None else f"{status}: {message}")
+        self.message = message
+        self.status = status

@@ -12,7 +12,7 @@ from typing import Any
 
 from reactor.errors import ReactorError
 
-__all__ = ["Event", "InvalidEvent", "content_id", "new_id"]
+__all__ = ["Event", "InvalidEvent", "content_id", "logical_scope", "new_id"]
 
 _CORE_ATTRIBUTES = ("id", "source", "type", "specversion", "subject", "time", "datacontenttype")
 
@@ -35,6 +35,24 @@ def content_id(*parts: object) -> str:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def logical_scope(event: Event | None, fallback: datetime) -> dict[str, str]:
+    """What templates see as ``logical``: the instant and interval a run stands for.
+
+    An event that carries them (a schedule tick: ``logical_time``, ``logical_start``,
+    ``logical_end`` in its data) gives them; otherwise all three are ``fallback``.
+    """
+    data = event.data if event is not None else None
+    if isinstance(data, dict) and isinstance(data.get("logical_time"), str):
+        time = data["logical_time"]
+        return {
+            "time": time,
+            "start": str(data.get("logical_start") or time),
+            "end": str(data.get("logical_end") or time),
+        }
+    moment = fallback.isoformat()
+    return {"time": moment, "start": moment, "end": moment}
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from reactor.clock import Clock, run_with_timeout
 from reactor.dag import FINAL_TASK_STATES, next_steps
 from reactor.durations import format_duration
 from reactor.errors import ActionError
-from reactor.events import Event
+from reactor.events import Event, logical_scope
 from reactor.failpoints import hit
 from reactor.pipelines import Pipeline, Task
 from reactor.store import AttemptRecord, LogLine, RunRecord, Store, TaskRecord
@@ -105,6 +105,8 @@ class RunExecutor:
         self._writes = TaskWriter(store)
         self._event_scope = self.events[0].scope() if self.events else None
         self._events_scope = [e.scope() for e in self.events]
+        first = self.events[0] if self.events else None
+        self._logical = logical_scope(first, run.created_at)
 
     # Notifications
 
@@ -142,6 +144,7 @@ class RunExecutor:
             "event": self._event_scope,
             "events": self._events_scope,
             "env": self.env,
+            "logical": self._logical,
         }
 
     def _restore(self, stored: Sequence[TaskRecord], now: datetime) -> list[TaskRecord]:

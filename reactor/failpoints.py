@@ -18,6 +18,7 @@ POINTS = (
     "task.after_start",  # an attempt's record is on its way to the store; the action waits
     "task.after_action",  # the action finished; its result is not recorded
     "run.before_finish",  # every task is final; the run's status is not recorded
+    "run.after_finish",  # the run's end is recorded; its event (for on: pipeline) is not
     "store.before_commit",  # inside the SQLite writer, before a batch commits
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,6 +23,7 @@ from reactor.specs import (
     NAME_PATTERN,
     ConcurrencySpec,
     EventFilter,
+    PipelineTriggerSpec,
     RetrySpec,
     Spec,
     TaskSpec,
@@ -36,6 +37,7 @@ __all__ = [
     "PipelineSpec",
     "Task",
     "Trigger",
+    "chain_cycles",
     "load_folder",
     "load_pipeline",
 ]
@@ -112,6 +114,17 @@ class Trigger:
     filter: EventFilter
     when: Expression | None
     params: CompiledValue
+    #: Where it is written: the file as shown to users, its position under ``triggers:``,
+    #: and the line of the trigger and of each of its keys (for problems found later).
+    file: str = ""
+    index: int = 0
+    lines: tuple[tuple[str, int | None], ...] = ()
+
+    def problem(self, key: str, message: str) -> SpecProblem:
+        """A problem of this trigger's ``key``, at that key's line."""
+        lines = dict(self.lines)
+        line = lines.get(key, lines.get(""))
+        return SpecProblem(self.file, line, f"triggers[{self.index}].{key}", message)
 
 
 @dataclass(frozen=True)
@@ -303,7 +316,16 @@ def _compile(
             problems.append(doc.problem(("triggers", i, "params"), str(exc)))
             continue
         filter_ = trigger_spec.event_filter(key)
-        triggers.append(Trigger(key, trigger_id, spec.name, trigger_spec, filter_, when, params))
+        raw = doc.data["triggers"][i] if isinstance(doc.data, dict) else {}
+        lines = (
+            ("", doc.line_of(("triggers", i))),
+            *((str(name), doc.line_of(("triggers", i, name))) for name in raw),
+        )
+        triggers.append(
+            Trigger(
+                key, trigger_id, spec.name, trigger_spec, filter_, when, params, doc.path, i, lines
+            )
+        )
 
     if problems:
         raise SpecErrorGroup(sorted(problems, key=lambda p: p.line or 0))
@@ -397,4 +419,89 @@ def load_folder(folder: Path, *, registry: Registry | None = None) -> FolderLoad
             result.broken.add(path)
             continue
         result.pipelines[pipeline.name] = pipeline
+    _check_chaining(result)
     return result
+
+
+def _broken_names(paths: Iterable[Path]) -> set[str]:
+    """The ``name:`` of each broken file that has a readable one."""
+    names = set()
+    for path in paths:
+        try:
+            data = load_yaml(path).data
+        except SpecError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            names.add(data["name"])
+    return names
+
+
+def _check_chaining(result: FolderLoad) -> None:
+    """``on: pipeline`` triggers name a loaded pipeline and chain no pipeline to itself.
+
+    A pipeline with such a problem is not loaded, like a broken file; an upstream that
+    is itself in a broken file is reported there, not as unknown here.
+    """
+    broken_names: set[str] | None = None
+    problems: list[SpecProblem] = []
+    bad: set[str] = set()
+    for name, pipeline in result.pipelines.items():
+        for trigger, upstream in _upstreams(pipeline):
+            if upstream in result.pipelines:
+                continue
+            if broken_names is None:
+                broken_names = _broken_names(result.broken)
+            if upstream in broken_names:
+                continue
+            hint = _closest(upstream, result.pipelines)
+            problems.append(trigger.problem("pipeline", f"unknown pipeline {upstream!r}{hint}"))
+            bad.add(name)
+    for problem, members in chain_cycles(result.pipelines):
+        problems.append(problem)
+        bad.update(members)
+    for name in bad:
+        result.broken.add(result.pipelines.pop(name).path)
+    result.problems.extend(sorted(problems, key=lambda p: (p.file, p.line or 0)))
+
+
+def _upstreams(pipeline: Pipeline) -> list[tuple[Trigger, str]]:
+    return [
+        (t, t.spec.pipeline) for t in pipeline.triggers if isinstance(t.spec, PipelineTriggerSpec)
+    ]
+
+
+def chain_cycles(pipelines: Mapping[str, Pipeline]) -> list[tuple[SpecProblem, set[str]]]:
+    """Every cycle of ``on: pipeline`` triggers, with its problem and its pipelines.
+
+    The problem is reported at the trigger that closes the cycle.
+    """
+    upstreams = {name: _upstreams(p) for name, p in pipelines.items()}
+    found: list[tuple[SpecProblem, set[str]]] = []
+    # Depth first along "is started by" (a trigger's pipeline to its upstream); an edge
+    # back to a pipeline on the path closes a cycle, reported at that edge's trigger.
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(upstreams, white)
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        color[name] = grey
+        path.append(name)
+        for trigger, upstream in upstreams[name]:
+            if upstream not in color:
+                continue
+            if color[upstream] == grey:
+                members = path[path.index(upstream) :]
+                # Told in the order runs would start, from this trigger's upstream:
+                # it starts this pipeline, which starts the next, ..., back to it.
+                flow = [upstream, *reversed(members[1:]), upstream]
+                message = "chained pipelines form a cycle: " + " -> ".join(flow)
+                found.append((trigger.problem("pipeline", message), set(members)))
+            elif color[upstream] == white:
+                visit(upstream)
+        path.pop()
+        color[name] = black
+
+    for name in upstreams:
+        if color[name] == white:
+            visit(name)
+    return found

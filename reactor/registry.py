@@ -11,7 +11,7 @@ from typing import Any
 
 from reactor.actions import Action
 from reactor.sensors import Sensor
-from reactor.specs import EventTriggerSpec, TaskSpec, TriggerSpec
+from reactor.specs import EventTriggerSpec, PipelineTriggerSpec, TaskSpec, TriggerSpec
 
 __all__ = ["Registry", "TaskKind", "TriggerKind", "default_registry"]
 
@@ -59,6 +59,7 @@ class Registry:
 def _core_registry() -> Registry:
     registry = Registry()
     registry.add_trigger(TriggerKind("event", EventTriggerSpec))
+    registry.add_trigger(TriggerKind("pipeline", PipelineTriggerSpec))
     return registry
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reactor.errors import ExpressionError, ParamError
-from reactor.events import Event, content_id
+from reactor.events import Event, content_id, logical_scope
 from reactor.params import check_params
 from reactor.pipelines import Pipeline, Trigger
 from reactor.specs import EventFilter
@@ -72,7 +72,7 @@ def decide(trigger: Trigger, pipeline: Pipeline, event: Event, env: Mapping[str,
 
     if not trigger.spec.accepts(event):
         return no("event not accepted by the trigger")
-    scope = {"event": event.scope(), "env": env}
+    scope = {"event": event.scope(), "env": env, "logical": logical_scope(event, event.time)}
     if trigger.when is not None:
         try:
             result = trigger.when.evaluate(scope)

@@ -6,12 +6,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from anyio.abc import TaskStatus
 
 from reactor.clock import Clock
 from reactor.events import Event
+
+if TYPE_CHECKING:
+    from reactor.store.base import StoredEvent
 
 __all__ = ["EmitResult", "Sensor", "SensorContext", "SensorHealth", "sensor_source"]
 
@@ -48,6 +51,8 @@ class SensorContext:
     clock: Clock
     emit: Callable[[Event], Awaitable[EmitResult]]
     health: SensorHealth = field(default_factory=SensorHealth)
+    #: The last event this sensor emitted that was stored (where a schedule left off).
+    last_event: Callable[[], Awaitable[StoredEvent | None]] | None = None
 
     @property
     def source(self) -> str:

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -23,12 +23,12 @@ from reactor.events import Event, new_id
 from reactor.executor import RunExecutor, RunObserver
 from reactor.failpoints import hit
 from reactor.params import check_params
-from reactor.pipelines import Pipeline, Trigger, load_folder, load_pipeline
+from reactor.pipelines import Pipeline, Trigger, chain_cycles, load_folder, load_pipeline
 from reactor.recovery import is_dead, kill_orphaned_group
 from reactor.registry import Registry, default_registry
 from reactor.rules import RuleEngine, run_key
-from reactor.sensors import EmitResult, SensorContext, SensorHealth
-from reactor.specs import TriggerSpec
+from reactor.sensors import EmitResult, SensorContext, SensorHealth, sensor_source
+from reactor.specs import TriggerSpec, run_event_source
 from reactor.store import RunRecord, Store, TaskRecord
 from reactor.store.records import FINAL_RUN_STATES, ProcessRecord
 
@@ -54,6 +54,9 @@ class Settings:
     #: Refuse to start when any pipeline file is broken (``serve``); ``reactor run``
     #: only needs the pipeline it runs.
     strict: bool = True
+    #: Start chained pipelines (``on: pipeline``) when a run ends; ``reactor run`` turns it
+    #: off (it runs the one pipeline asked for) and only records the run's end event.
+    chain: bool = True
     http: tuple[str, int] | None = None
 
 
@@ -70,6 +73,28 @@ class _Envelope:
     done: anyio.Event | None = None
     run_ids: list[str] = field(default_factory=list)
     error: BaseException | None = None
+
+
+def _outputs(records: Iterable[TaskRecord]) -> dict[str, Any]:
+    return {r.task_id: r.output for r in records if r.status == "succeeded"}
+
+
+def _run_event(run: RunRecord, outputs: dict[str, Any]) -> Event:
+    """``reactor.run.<status>``: the end of ``run``; its id is the run's, so it dedupes."""
+    return Event(
+        type=f"reactor.run.{run.status}",
+        source=run_event_source(run.pipeline),
+        id=run.id,
+        time=run.ended_at or run.created_at,
+        subject=run.pipeline,
+        data={
+            "pipeline": run.pipeline,
+            "run_id": run.id,
+            "status": run.status,
+            "params": run.params,
+            "outputs": outputs,
+        },
+    )
 
 
 class _OnceStatus:
@@ -175,6 +200,7 @@ class Reactor:
             self._accepting = True
             if self.settings.recover:
                 await self._recover_runs()
+                await self._record_lost_run_events()
                 await self._evaluate_pending_events()
                 await self._resume_queued()
             await self._sync_sensors()
@@ -290,6 +316,12 @@ class Reactor:
         problems = [str(p) for p in loaded.problems]
         for problem in problems:
             logger.error("pipeline not reloaded: %s (the previous version stays in force)", problem)
+        if cycles := chain_cycles(merged):
+            # New versions chained to previous ones kept in force (their files broke):
+            # a cycle would start runs without end, so nothing changes.
+            for cycle, _ in cycles:
+                logger.error("pipelines not reloaded: %s (the previous versions stay)", cycle)
+            return problems + [str(cycle) for cycle, _ in cycles]
         changed = {
             name
             for name, p in merged.items()
@@ -360,7 +392,14 @@ class Reactor:
     ) -> None:
         kind = self.registry.triggers[trigger.spec.on]
         assert kind.sensor is not None
-        ctx = SensorContext(trigger.key, pipeline.base_dir, self.clock, self.emit)
+        source = sensor_source(trigger.key)
+        ctx = SensorContext(
+            trigger.key,
+            pipeline.base_dir,
+            self.clock,
+            self.emit,
+            last_event=lambda: self.store.last_event(source),
+        )
         ctx.set_health("starting")
         status = _OnceStatus(task_status)
         delay = 1.0
@@ -563,10 +602,59 @@ class Reactor:
         finally:
             self._runs.pop(run.id, None)
             self._run_slots.release(run.pipeline, run.id)
+            self._start_queued(run.pipeline)
+            # After the run's end is recorded and its slot is free: the run's own time is
+            # over, and downstream runs are admitted by the rule loop, not awaited here.
+            hit("run.after_finish")
+            with anyio.CancelScope(shield=True):
+                await self._emit_run_event(run, _outputs(executor.records.values()))
             done = self._run_done.pop(run.id, None)
             if done is not None:
                 done.set()
-            self._start_queued(run.pipeline)
+
+    async def _emit_run_event(self, run: RunRecord, outputs: dict[str, Any]) -> None:
+        """Make the end of ``run`` an event (for ``on: pipeline``); logs, never raises.
+
+        A lost event (the store failed, the process died) is made again at the next start.
+        """
+        if run.status not in FINAL_RUN_STATES:
+            return  # cut off before its end was recorded: the next start takes it over
+        event = _run_event(run, outputs)
+        try:
+            _, new = await self._ingest(event)
+            if not new:
+                return
+            if not self.settings.chain:
+                await self._record_unchained(event)
+            elif not self._stopping:
+                await self._bus.publish(_Envelope(event))
+            # While stopping the bus is closed: the event stays unevaluated in the store
+            # and the next start evaluates it.
+        except anyio.ClosedResourceError:
+            pass
+        except Exception:
+            logger.exception("recording the end of run %s as an event failed", run.id)
+
+    async def _record_unchained(self, event: Event) -> None:
+        """Record why a run's end started nothing here: this process does not chain."""
+        outcome = []
+        for decision in self._rules.evaluate(event, self.env):
+            record = decision.to_json()
+            if decision.fired:
+                record["fired"] = False
+                record["reason"] = "not started: reactor run starts only the pipeline it runs"
+            outcome.append(record)
+        await self.store.record_outcome(event, outcome, [], self.clock.now())
+
+    async def _record_lost_run_events(self) -> None:
+        """Make the end events of runs that ended just before a crash lost them."""
+        source_prefix = run_event_source("")
+        while runs := await self.store.runs_without_event(source_prefix, 500):
+            for run in runs:
+                outputs = _outputs(await self.store.task_runs(run.id))
+                await self._ingest(_run_event(run, outputs))
+            if len(runs) < 500:
+                return
 
     def _start_queued(self, pipeline_name: str) -> None:
         queue = self._queued[pipeline_name]

@@ -6,7 +6,8 @@ import fnmatch
 import re
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,10 +18,13 @@ __all__ = [
     "ConcurrencySpec",
     "EventFilter",
     "EventTriggerSpec",
+    "PipelineTriggerSpec",
     "RetrySpec",
+    "Schedule",
     "Spec",
     "TaskSpec",
     "TriggerSpec",
+    "run_event_source",
 ]
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
@@ -92,6 +96,43 @@ class EventTriggerSpec(TriggerSpec):
     def event_filter(self, trigger_key: str) -> EventFilter:
         return EventFilter(self.type, self.source)
 
+    def accepts(self, event: Event) -> bool:
+        # Run ends are for ``on: pipeline``: a broad glob such as "*" would otherwise
+        # start a run whenever a run ends, its own runs included, without end.
+        if event.type.startswith(RUN_EVENT_PREFIX):
+            return self.type.startswith(RUN_EVENT_PREFIX)
+        return True
+
+
+#: Run events: ``reactor.run.<status>`` from ``reactor/pipelines/<pipeline>``, id = the run id.
+RUN_EVENT_PREFIX = "reactor.run."
+RunEndStatus = Literal["succeeded", "failed", "cancelled"]
+
+
+def run_event_source(pipeline: str) -> str:
+    """The source of the events a pipeline's runs emit when they end."""
+    return f"reactor/pipelines/{pipeline}"
+
+
+class PipelineTriggerSpec(TriggerSpec):
+    """``on: pipeline``: a run of another pipeline ended with one of ``status``."""
+
+    on: Literal["pipeline"]
+    pipeline: str = Field(pattern=NAME_PATTERN)
+    status: list[RunEndStatus] = Field(["succeeded"], min_length=1)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _single_status(cls, value: Any) -> Any:
+        # ``status: failed`` is read as ``status: [failed]``.
+        return [value] if isinstance(value, str) else value
+
+    def event_filter(self, trigger_key: str) -> EventFilter:
+        return EventFilter(f"{RUN_EVENT_PREFIX}*", run_event_source(self.pipeline))
+
+    def accepts(self, event: Event) -> bool:
+        return event.type.removeprefix(RUN_EVENT_PREFIX) in self.status
+
 
 class TaskSpec(Spec):
     """Fields every task has; each task type adds its own key (``python:``, ``shell:``)."""
@@ -116,6 +157,19 @@ class TaskSpec(Spec):
     @classmethod
     def _single_need(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+
+@runtime_checkable
+class Schedule(Protocol):
+    """A trigger that fires at times it can compute: what ``reactor schedule`` lists."""
+
+    timezone: str
+
+    def upcoming(self, after: datetime, count: int) -> list[datetime]:
+        """The next ``count`` fire times after ``after``, in the schedule's timezone."""
+        ...
+
+    def describe(self) -> str: ...
 
 
 def valid_name(name: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from reactor.errors import AdmissionError, StoreError
 from reactor.events import Event, InvalidEvent
+from reactor.specs import Schedule
 
 if TYPE_CHECKING:
     from reactor.service import Reactor
@@ -86,6 +88,35 @@ def create_app(reactor: Reactor) -> FastAPI:
     @app.get("/api/pipelines")
     async def pipelines() -> list[dict[str, Any]]:
         return [_pipeline_json(reactor, name) for name in sorted(reactor.pipelines)]
+
+    @app.get("/api/pipelines/{name}/schedule")
+    async def schedule(
+        name: str, count: int = Query(10, ge=1, le=1000), after: datetime | None = None
+    ) -> Response:
+        pipeline = reactor.pipelines.get(name)
+        if pipeline is None:
+            return _error(404, f"no pipeline {name!r}")
+        if after is not None and after.tzinfo is None:
+            return _error(422, f"after: {after.isoformat()!r} needs a UTC offset")
+        start = after or reactor.clock.now()
+        triggers = []
+        for trigger in pipeline.triggers:
+            spec = trigger.spec
+            if not isinstance(spec, Schedule):
+                continue
+            times = spec.upcoming(start, count)
+            triggers.append(
+                {
+                    "trigger": trigger.key,
+                    "id": trigger.id,
+                    "schedule": spec.describe(),
+                    "timezone": spec.timezone,
+                    "fire_times": [
+                        {"time": t.isoformat(), "utc": t.astimezone(UTC).isoformat()} for t in times
+                    ],
+                }
+            )
+        return JSONResponse({"pipeline": name, "after": start.isoformat(), "triggers": triggers})
 
     @app.post("/api/pipelines/{name}/runs", status_code=201)
     async def run_pipeline(name: str, request: Request) -> Response:

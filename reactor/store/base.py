@@ -45,6 +45,10 @@ class Store(Protocol):
 
     async def find_event(self, event_id: str) -> StoredEvent | None: ...
 
+    async def last_event(self, source: str) -> StoredEvent | None:
+        """The event from ``source`` stored last (a sensor's own events: where it left off)."""
+        ...
+
     async def unevaluated_events(self, limit: int) -> list[StoredEvent]: ...
 
     async def record_outcome(
@@ -76,6 +80,14 @@ class Store(Protocol):
     async def runs_with_status(
         self, status: str, pipeline: str | None = None
     ) -> list[RunRecord]: ...
+
+    async def runs_without_event(self, source_prefix: str, limit: int) -> list[RunRecord]:
+        """Final runs with no event ``(source_prefix + pipeline, run id)`` stored, oldest first.
+
+        A run's end becomes such an event just after it is recorded; these are the runs
+        whose event a crash in between lost.
+        """
+        ...
 
     async def set_run_status(
         self,

@@ -241,6 +241,14 @@ class PostgresStore:
             )
         return event_from(row) if row else None
 
+    async def last_event(self, source: str) -> StoredEvent | None:
+        with self._failing(f"read the last event from {source}") as pool:
+            row = await pool.fetchrow(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE source = $1 ORDER BY seq DESC LIMIT 1",
+                source,
+            )
+        return event_from(row) if row else None
+
     async def unevaluated_events(self, limit: int) -> list[StoredEvent]:
         with self._failing("read unevaluated events") as pool:
             rows = await pool.fetch(
@@ -382,6 +390,18 @@ class PostgresStore:
                     status,
                     pipeline,
                 )
+        return [run_from(r) for r in rows]
+
+    async def runs_without_event(self, source_prefix: str, limit: int) -> list[RunRecord]:
+        with self._failing("list runs without their end event") as pool:
+            rows = await pool.fetch(
+                f"SELECT {RUN_COLUMNS} FROM runs r"
+                " WHERE r.status IN ('succeeded', 'failed', 'cancelled') AND NOT EXISTS"
+                " (SELECT 1 FROM events e WHERE e.source = $1::text || r.pipeline AND e.id = r.id)"
+                " ORDER BY r.seq LIMIT $2",
+                source_prefix,
+                limit,
+            )
         return [run_from(r) for r in rows]
 
     async def set_run_status(

@@ -283,6 +283,16 @@ class SqliteStore:
 
         return await self._reader.call(op)
 
+    async def last_event(self, source: str) -> StoredEvent | None:
+        def op(conn: sqlite3.Connection) -> StoredEvent | None:
+            row = conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE source = ? ORDER BY seq DESC LIMIT 1",
+                (source,),
+            ).fetchone()
+            return event_from(row) if row else None
+
+        return await self._reader.call(op)
+
     async def unevaluated_events(self, limit: int) -> list[StoredEvent]:
         def op(conn: sqlite3.Connection) -> list[StoredEvent]:
             rows = conn.execute(
@@ -379,6 +389,19 @@ class SqliteStore:
                     " ORDER BY seq",
                     (status, pipeline),
                 )
+            return [run_from(r) for r in rows.fetchall()]
+
+        return await self._reader.call(op)
+
+    async def runs_without_event(self, source_prefix: str, limit: int) -> list[RunRecord]:
+        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+            rows = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs r"
+                " WHERE r.status IN ('succeeded', 'failed', 'cancelled') AND NOT EXISTS"
+                " (SELECT 1 FROM events e WHERE e.source = ? || r.pipeline AND e.id = r.id)"
+                " ORDER BY r.seq LIMIT ?",
+                (source_prefix, limit),
+            )
             return [run_from(r) for r in rows.fetchall()]
 
         return await self._reader.call(op)

@@ -211,3 +211,70 @@ async def test_orphaned_task_process_is_killed_on_recovery(
     await wait_for(finished, timeout=30, message="the recovered run to succeed")
     run = httpx.get(f"{second.url}/api/runs/{run_id}", timeout=5).json()
     assert run["tasks"][0]["attempts"] == 2  # the crashed attempt counts
+
+
+CHAINED = {
+    "upstream.yaml": """\
+name: upstream
+triggers:
+  - on: event
+    type: job.new
+tasks:
+  - id: work
+    shell: "echo 7"
+""",
+    "downstream.yaml": """\
+name: downstream
+params:
+  n: {type: integer}
+triggers:
+  - on: pipeline
+    pipeline: upstream
+    params: {n: "{{ event.data.outputs.work }}"}
+tasks:
+  - id: note
+    shell: "echo after-{{ params.n }} >> executions.log"
+""",
+}
+
+
+async def test_a_run_end_lost_in_a_crash_starts_its_downstream_once_after_restart(
+    store_url: str, tmp_path: Path, services: list[Service]
+) -> None:
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    for name, text in CHAINED.items():
+        (folder / name).write_text(text)
+    crashing = Service(folder, store_url, {"REACTOR_FAILPOINTS": "run.after_finish=1"})
+    services.append(crashing)
+    await wait_for(crashing.healthy, timeout=30, message="the first serve to be healthy")
+    publish(crashing.url, 1)
+    await wait_for(
+        lambda: crashing.process.poll() is not None,
+        timeout=30,
+        message="serve to crash after the upstream run ended",
+    )
+
+    for _ in range(2):  # the second start finds nothing left to do
+        restarted = Service(folder, store_url, {})
+        services.append(restarted)
+        await wait_for(restarted.healthy, timeout=30, message="the restarted serve")
+
+        def chained_done(url: str = restarted.url) -> bool:
+            runs = httpx.get(f"{url}/api/runs", timeout=5).json()
+            return [r["status"] for r in runs] == ["succeeded", "succeeded"]
+
+        await wait_for(chained_done, timeout=30, message="the downstream run after the restart")
+        _, err = restarted.stop()
+        assert restarted.process.returncode == 0, err
+
+    assert (folder / "executions.log").read_text() == "after-7\n"
+    store = open_store(store_url)
+    await store.open()
+    try:
+        [run] = await store.list_runs(pipeline="downstream", limit=10, before=None)
+        assert run.params == {"n": 7}
+        assert not await store.unevaluated_events(10)
+        assert await store.runs_without_event("reactor/pipelines/", 10) == []
+    finally:
+        await store.close()

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import typer
 from ruamel.yaml import YAML
@@ -54,11 +55,26 @@ EXAMPLE_RUNS: dict[str, list[tuple[str, dict[str, str], str]]] = {
             'task summarise succeeded output="3 orders worth 505.75 in us"',
         ),
     ],
+    "chaining": [
+        ("extract", {"day": "2026-03-01"}, 'task count succeeded output="3"'),
+        (
+            "report",
+            {"day": "2026-03-01", "rows": "3"},
+            'task summarise succeeded output="report for 2026-03-01: 3 rows"',
+        ),
+    ],
     "events": [
         (
             "large_payments",
             {"order_id": "A-1001", "amount": "1500"},
             'task report succeeded output="run ',
+        ),
+    ],
+    "schedule": [
+        (
+            "nightly_summary",
+            {"day": "2026-03-29"},
+            'task summarise succeeded output="summary of 2026-03-29 for the tick at ',
         ),
     ],
 }
@@ -141,9 +157,18 @@ def test_doc_yaml_block_is_a_valid_pipeline(block: Block, tmp_path: Path) -> Non
     folder = tmp_path / "pipelines"
     folder.mkdir()
     (folder / "example.yaml").write_text(block.text, encoding="utf-8")
+    names = [data["name"]]
+    if block.mark and block.mark.startswith("file:"):
+        # A copy of an example file is checked beside its folder's other pipelines
+        # (a chained pipeline needs its upstream).
+        copied = ROOT / block.mark.removeprefix("file:")
+        for sibling in sorted(copied.parent.glob("*.yaml")):
+            if sibling != copied and sibling.name != "reactor.yaml":
+                shutil.copyfile(sibling, folder / sibling.name)
+                names.append(_yaml(sibling.read_text(encoding="utf-8"))["name"])
     result = _validate_in_process(folder)
     assert result.exit_code == 0, f"{block.where}: reactor validate said:\n{result.output}"
-    assert f"ok: 1 pipeline(s): {data['name']}" in result.output
+    assert f"ok: {len(names)} pipeline(s): {', '.join(sorted(names))}" in result.output
 
 
 def _expected_after(block: Block) -> list[str]:
@@ -347,6 +372,36 @@ def test_events_example_fires_only_when_its_condition_holds(
     lines.until(rf"run {run_id[1]}   task record succeeded output=\"order A-1001 paid 1500.0 USD\"")
     lines.until(rf"run {run_id[1]} large_payments succeeded")
     assert process.wait(timeout=60) == 0
+
+
+def test_chaining_example_served_starts_report_when_extract_succeeds(tmp_path: Path) -> None:
+    folder = _copy_example("chaining", tmp_path)
+    errors = (tmp_path / "serve.err").open("w")
+    process = subprocess.Popen(
+        [_reactor(), "serve", folder.name, "--http", "127.0.0.1:0", "--exit-after", "2"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=errors,
+        start_new_session=True,
+    )
+    try:
+        lines = _Lines(process)
+        url = lines.until(r"API on (http://127\.0\.0\.1:\d+)")[1]
+        started = httpx.post(
+            f"{url}/api/pipelines/extract/runs", json={"params": {"day": "2026-03-01"}}, timeout=10
+        )
+        assert started.status_code == 201, started.text
+        lines.until(r"run \w+ extract succeeded")
+        lines.until(r'task summarise succeeded output="report for 2026-03-01: 3 rows"')
+        lines.until(r"run \w+ report succeeded")
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        assert process.stdout is not None
+        process.stdout.close()
+        errors.close()
 
 
 # The reference pages name everything there is

@@ -206,3 +206,27 @@ async def test_a_changed_file_trigger_watches_with_its_new_settings(
 
     assert run.params == {"name": "new.txt"}
     assert len(await store.list_runs(pipeline=None, limit=10, before=None)) == 1
+
+
+def chained(name: str, upstream: str | None = None) -> str:
+    trigger = f"triggers:\n  - on: pipeline\n    pipeline: {upstream}\n" if upstream else ""
+    return f"name: {name}\n{trigger}tasks:\n  - id: work\n    shell: echo {name}\n"
+
+
+async def test_a_change_chaining_to_a_kept_previous_version_in_a_cycle_changes_nothing(
+    write_pipeline, start_reactor
+) -> None:
+    write_pipeline("a.yaml", chained("a", "b"))
+    write_pipeline("b.yaml", chained("b"))
+    async with start_reactor() as reactor:
+        before = dict(reactor.pipelines)
+        # a.yaml breaks (its previous version, on b, stays) while b now triggers on a.
+        write_pipeline("a.yaml", "name: a\ntasks: []\n")
+        write_pipeline("b.yaml", chained("b", "a"))
+        problems = await reactor.reload()
+        assert reactor.pipelines == before
+
+    assert problems == [
+        "pipelines/a.yaml:2: tasks: List should have at least 1 item after validation, not 0",
+        "pipelines/a.yaml:4: triggers[0].pipeline: chained pipelines form a cycle: b -> a -> b",
+    ]

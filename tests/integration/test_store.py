@@ -326,6 +326,33 @@ async def test_runs_with_status_filters_by_status_and_pipeline_oldest_first(stor
     assert await store.runs_with_status("failed") == []
 
 
+async def test_runs_without_event_are_final_runs_whose_end_event_is_missing(
+    store: Store,
+) -> None:
+    for n, status in enumerate(["succeeded", "failed", "cancelled", "running", "queued"], 1):
+        await store.create_run(run(n, status=status))
+    await store.create_run(run(6, pipeline="invoices", status="succeeded"))
+    await store.create_run(run(7, status="succeeded"))
+    prefix = "reactor/pipelines/"
+    assert [r.id for r in await store.runs_without_event(prefix, 10)] == [
+        "run1",
+        "run2",
+        "run3",
+        "run6",
+        "run7",
+    ]
+    assert [r.id for r in await store.runs_without_event(prefix, 2)] == ["run1", "run2"]
+
+    await store.ingest(Event("reactor.run.succeeded", f"{prefix}orders", id="run1"), at(10))
+    await store.ingest(Event("reactor.run.failed", f"{prefix}orders", id="run2"), at(10))
+    # The same id from another source, or another pipeline's source, is not the run's event.
+    await store.ingest(Event("reactor.run.cancelled", "elsewhere", id="run3"), at(10))
+    await store.ingest(Event("reactor.run.succeeded", f"{prefix}orders", id="run6"), at(10))
+    assert [r.id for r in await store.runs_without_event(prefix, 10)] == ["run3", "run6", "run7"]
+    [found, *_] = await store.runs_without_event(prefix, 10)
+    assert (found.status, found.params, found.pipeline) == ("cancelled", {"n": 3}, "orders")
+
+
 async def test_set_run_status_sets_each_timestamp_once_and_keeps_the_reason(store: Store) -> None:
     await store.create_run(run(1))
 

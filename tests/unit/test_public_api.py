@@ -3,10 +3,11 @@
 import reactor
 
 EXPECTED = {
-    "Action", "ActionError", "AdmissionError", "Clock", "ConnectorError", "EmitResult",
+    "Action", "ActionError", "AdmissionError", "AsyncClient", "Client",
+    "ClientError", "Clock", "ConnectorError", "EmitResult",
     "Event", "EventFilter", "ExpressionError", "FakeClock", "InvalidEvent", "ParamError",
-    "Pipeline", "PostgresStore", "PublishResult", "Reactor", "ReactorError", "Registry",
-    "RunObserver",
+    "Pipeline", "PostgresStore", "PublishResult", "Published", "Reactor", "ReactorError",
+    "Registry", "RunObserver",
     "RunRecord", "Sensor", "SensorContext", "Settings", "SpecError", "SpecErrorGroup",
     "SqliteStore", "Store", "StoreError", "SystemClock", "TaskKind", "TaskRecord",
     "TaskRequest", "TaskSpec", "TaskTimeout", "TriggerKind", "TriggerSpec",

@@ -1,0 +1,376 @@
+"""A client for a running Reactor: publish events, start runs and wait for them over HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar, cast
+from urllib.parse import quote
+
+import anyio
+import httpx
+
+from reactor.errors import ClientError
+from reactor.store.records import FINAL_RUN_STATES
+
+__all__ = ["DEFAULT_URL", "AsyncClient", "Client", "Published"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+# The CloudEvents attributes publish() sets from its own arguments.
+_CORE_ATTRIBUTES = frozenset(
+    {"specversion", "id", "source", "type", "subject", "time", "data", "datacontenttype"}
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Published:
+    """What publishing an event did: its id, the runs it started, whether it was a repeat.
+
+    For a duplicate (same ``source`` and ``id`` as an event already published) the
+    event id and run ids are the original's and no new run was started.
+    """
+
+    event_id: str
+    run_ids: tuple[str, ...]
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    ok: tuple[int, ...] = (200,)
+    params: Mapping[str, Any] | None = None
+    content: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def options(self) -> dict[str, Any]:
+        return {"params": self.params, "content": self.content, "headers": self.headers}
+
+
+# One operation, written once for both clients: a generator that yields a request (and is
+# sent its response) or a number of seconds to sleep, and returns the operation's result.
+_Operation = Generator["_Request | float", "httpx.Response | None", T]
+
+
+def _call(request: _Request) -> _Operation[Any]:
+    response = yield request
+    return _answer(request, cast("httpx.Response", response))
+
+
+def _answer(request: _Request, response: httpx.Response) -> Any:
+    """The response's JSON if its status is one the request expects; else a ClientError."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code not in request.ok:
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error if isinstance(error, str) else response.text.strip()
+        raise ClientError(message or response.reason_phrase, status=response.status_code)
+    if body is None:
+        raise ClientError(
+            f"{request.method} {request.path} answered {response.status_code} with a body"
+            " that is not JSON; is this address a Reactor?"
+        )
+    return body
+
+
+def _publish(
+    type_: str,
+    data: Any,
+    *,
+    source: str,
+    id_: str | None,
+    subject: str | None,
+    time_: datetime | None,
+    extensions: Mapping[str, Any] | None,
+) -> _Operation[Published]:
+    event: dict[str, Any] = {"specversion": "1.0", "type": type_, "source": source}
+    for name in sorted(extensions or {}):
+        if name in _CORE_ATTRIBUTES:
+            raise ClientError(
+                f"extension {name!r} is a CloudEvents attribute; pass it as its own argument"
+            )
+    event.update(extensions or {})
+    optional = {"id": id_, "subject": subject, "time": time_.isoformat() if time_ else None}
+    event.update({k: v for k, v in optional.items() if v is not None})
+    if data is not None:
+        event["data"] = data
+    try:
+        content = json.dumps(event, allow_nan=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise ClientError(f"the event is not JSON: {exc}") from exc
+    body = yield from _call(
+        _Request(
+            "POST",
+            "/api/events",
+            ok=(200, 202),
+            content=content,
+            headers={"content-type": "application/cloudevents+json"},
+        )
+    )
+    return Published(
+        event_id=body["event_id"],
+        run_ids=tuple(body["run_ids"]),
+        duplicate=body.get("duplicate") is True,
+    )
+
+
+def _run(pipeline: str, params: Mapping[str, Any] | None) -> _Operation[dict[str, Any]]:
+    try:
+        content = json.dumps({"params": dict(params or {})}, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise ClientError(f"the params are not JSON: {exc}") from exc
+    path = f"/api/pipelines/{quote(pipeline, safe='')}/runs"
+    headers = {"content-type": "application/json"}
+    run: dict[str, Any] = yield from _call(
+        _Request("POST", path, ok=(201,), content=content, headers=headers)
+    )
+    return run
+
+
+def _runs(pipeline: str | None, limit: int) -> _Operation[list[dict[str, Any]]]:
+    query: dict[str, Any] = {"limit": limit}
+    if pipeline is not None:
+        query["pipeline"] = pipeline
+    runs: list[dict[str, Any]] = yield from _call(_Request("GET", "/api/runs", params=query))
+    return runs
+
+
+def _get_run(run_id: str) -> _Operation[dict[str, Any]]:
+    run: dict[str, Any] = yield from _call(_Request("GET", f"/api/runs/{quote(run_id, safe='')}"))
+    return run
+
+
+def _wait_run(run_id: str, timeout: float, interval: float) -> _Operation[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = yield from _get_run(run_id)
+        if run["status"] in FINAL_RUN_STATES:
+            return run
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ClientError(f"run {run_id} is still {run['status']} after {timeout:g}s")
+        yield min(interval, left)
+
+
+def _health() -> _Operation[dict[str, Any]]:
+    # A stopping service answers 503 with its health.
+    health: dict[str, Any] = yield from _call(_Request("GET", "/healthz", ok=(200, 503)))
+    return health
+
+
+@contextmanager
+def _reaching(url: str, timeout: float) -> Iterator[None]:
+    """Turn httpx's errors into ClientError, naming the service's address."""
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise ClientError(
+            f"cannot reach Reactor at {url} ({exc}); is `reactor serve` running?"
+        ) from exc
+    except httpx.TimeoutException as exc:
+        raise ClientError(f"Reactor at {url} did not answer within {timeout:g}s") from exc
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise ClientError(f"talking to Reactor at {url} failed: {exc}") from exc
+
+
+class _Base:
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+class Client(_Base):
+    """A blocking client of a running Reactor (``reactor serve``); use it with ``with``."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(url, timeout)
+        with _reaching(url, timeout):
+            self._http = httpx.Client(base_url=url, timeout=timeout, headers=headers)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _drive(self, operation: _Operation[T]) -> T:
+        try:
+            step = next(operation)
+            while True:
+                if isinstance(step, _Request):
+                    with _reaching(self.url, self.timeout):
+                        response = self._http.request(step.method, step.path, **step.options())
+                    step = operation.send(response)
+                else:
+                    time.sleep(step)
+                    step = operation.send(None)
+        except StopIteration as done:
+            return cast("T", done.value)
+
+    def publish(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        source: str = "reactor/client",
+        id: str | None = None,
+        subject: str | None = None,
+        time: datetime | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> Published:
+        """Publish an event (CloudEvents); returns its id and the runs it started."""
+        return self._drive(
+            _publish(
+                type,
+                data,
+                source=source,
+                id_=id,
+                subject=subject,
+                time_=time,
+                extensions=extensions,
+            )
+        )
+
+    def run(self, pipeline: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Start a run of ``pipeline`` now; returns the queued run."""
+        return self._drive(_run(pipeline, params))
+
+    def runs(self, pipeline: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` runs (of ``pipeline`` only, if given), newest first."""
+        return self._drive(_runs(pipeline, limit))
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """One run with its tasks."""
+        return self._drive(_get_run(run_id))
+
+    def wait_run(
+        self, run_id: str, *, timeout: float = 60.0, interval: float = 0.2
+    ) -> dict[str, Any]:
+        """Poll the run until it succeeded, failed or was cancelled; returns it."""
+        return self._drive(_wait_run(run_id, timeout, interval))
+
+    def health(self) -> dict[str, Any]:
+        """The service's health (``status`` is ``ok`` when it accepts work)."""
+        return self._drive(_health())
+
+
+class AsyncClient(_Base):
+    """The same client for async code; use it with ``async with``."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(url, timeout)
+        with _reaching(url, timeout):
+            self._http = httpx.AsyncClient(base_url=url, timeout=timeout, headers=headers)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _drive(self, operation: _Operation[T]) -> T:
+        try:
+            step = next(operation)
+            while True:
+                if isinstance(step, _Request):
+                    with _reaching(self.url, self.timeout):
+                        response = await self._http.request(
+                            step.method, step.path, **step.options()
+                        )
+                    step = operation.send(response)
+                else:
+                    await anyio.sleep(step)
+                    step = operation.send(None)
+        except StopIteration as done:
+            return cast("T", done.value)
+
+    async def publish(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        source: str = "reactor/client",
+        id: str | None = None,
+        subject: str | None = None,
+        time: datetime | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> Published:
+        """Publish an event (CloudEvents); returns its id and the runs it started."""
+        return await self._drive(
+            _publish(
+                type,
+                data,
+                source=source,
+                id_=id,
+                subject=subject,
+                time_=time,
+                extensions=extensions,
+            )
+        )
+
+    async def run(self, pipeline: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Start a run of ``pipeline`` now; returns the queued run."""
+        return await self._drive(_run(pipeline, params))
+
+    async def runs(self, pipeline: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` runs (of ``pipeline`` only, if given), newest first."""
+        return await self._drive(_runs(pipeline, limit))
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        """One run with its tasks."""
+        return await self._drive(_get_run(run_id))
+
+    async def wait_run(
+        self,
+        run_id: str,
+        *,
+        timeout: float = 60.0,  # noqa: ASYNC109 (the same arguments as Client.wait_run)
+        interval: float = 0.2,
+    ) -> dict[str, Any]:
+        """Poll the run until it succeeded, failed or was cancelled; returns it."""
+        return await self._drive(_wait_run(run_id, timeout, interval))
+
+    async def health(self) -> dict[str, Any]:
+        """The service's health (``status`` is ``ok`` when it accepts work)."""
+        return await self._drive(_health())
