@@ -18,6 +18,7 @@ from bench.runs import chain, fan_out
 from bench.schedule import schedule_to_task
 from bench.store import store_throughput
 from bench.store_postgres import postgres_store_throughput
+from bench.webhooks import webhook_throughput
 
 __all__ = [
     "BENCHMARKS",
@@ -35,6 +36,7 @@ __all__ = [
     "serve_memory",
     "store_throughput",
     "summary",
+    "webhook_throughput",
 ]
 
 Report = Callable[[str], None]
@@ -57,6 +59,8 @@ class Sizes:
     idle_wait: float = 1.0
     store_operations: int = 4000
     ticks: int = 500
+    webhook_seconds: float = 5.0
+    webhook_clients: int = 50
 
     @classmethod
     def tiny(cls) -> Sizes:
@@ -74,6 +78,8 @@ class Sizes:
             idle_wait=0.1,
             store_operations=200,
             ticks=10,
+            webhook_seconds=0.3,
+            webhook_clients=5,
         )
 
     def to_json(self) -> dict[str, object]:
@@ -99,6 +105,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "http",
         "event posted to /api/events -> first task started",
         lambda s, report: http_event_to_task(s.http_events, report),
+    ),
+    Benchmark(
+        "webhooks",
+        "signed webhook request -> 202, 50 concurrent clients",
+        lambda s, report: webhook_throughput(s.webhook_seconds, s.webhook_clients, report),
     ),
     Benchmark(
         "schedule",

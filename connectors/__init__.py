@@ -9,11 +9,12 @@ __all__ = ["register"]
 
 def register(registry: Registry) -> None:
     """Entry point ``reactor.connectors``: add the built-in kinds to ``registry``."""
-    from connectors import files, python, schedule, shell
+    from connectors import files, python, schedule, shell, webhooks
 
     registry.add_trigger(TriggerKind("file", files.FileTriggerSpec, files.FileSensor))
     registry.add_trigger(
         TriggerKind("schedule", schedule.ScheduleTriggerSpec, schedule.ScheduleSensor)
     )
+    registry.add_trigger(TriggerKind("webhook", webhooks.WebhookTriggerSpec))
     registry.add_task(TaskKind("python", python.PythonTaskSpec, python.PythonAction))
     registry.add_task(TaskKind("shell", shell.ShellTaskSpec, shell.ShellAction))

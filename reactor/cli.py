@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from datetime import datetime
@@ -18,7 +19,7 @@ from rich.table import Column, Table
 
 from reactor.errors import ReactorError, SpecErrorGroup
 from reactor.params import parse_cli_value
-from reactor.pipelines import load_folder
+from reactor.pipelines import load_folder, open_hooks
 from reactor.service import Reactor, Settings
 from reactor.store import RunRecord, TaskRecord, open_store
 from reactor.store.records import FINAL_RUN_STATES
@@ -236,6 +237,10 @@ def validate(folder: Annotated[Path, typer.Argument(help="The pipelines folder."
     loaded = load_folder(folder)
     for problem in loaded.problems:
         err.print(str(problem), markup=False)
+    # A missing secret is the deployment's business, not the file's: serve refuses it.
+    _, unavailable = open_hooks(loaded.pipelines.values(), os.environ)
+    for problem in unavailable:
+        err.print(f"warning: {problem} (serve will refuse to start)", markup=False)
     if loaded.problems:
         raise _fail(f"{len(loaded.problems)} problem(s) found")
     names = ", ".join(sorted(loaded.pipelines)) or "none"

@@ -23,6 +23,9 @@ from reactor.specs import (
     NAME_PATTERN,
     ConcurrencySpec,
     EventFilter,
+    HookReceiver,
+    HttpIngress,
+    IngressUnavailable,
     PipelineTriggerSpec,
     RetrySpec,
     Spec,
@@ -40,6 +43,7 @@ __all__ = [
     "chain_cycles",
     "load_folder",
     "load_pipeline",
+    "open_hooks",
 ]
 
 SETTINGS_FILE = "reactor.yaml"
@@ -420,7 +424,56 @@ def load_folder(folder: Path, *, registry: Registry | None = None) -> FolderLoad
             continue
         result.pipelines[pipeline.name] = pipeline
     _check_chaining(result)
+    _check_hooks(result)
     return result
+
+
+def _hook_triggers(
+    pipelines: Iterable[Pipeline],
+) -> Iterable[tuple[Trigger, Pipeline, HttpIngress]]:
+    for pipeline in pipelines:
+        for trigger in pipeline.triggers:
+            if isinstance(trigger.spec, HttpIngress):
+                yield trigger, pipeline, trigger.spec
+
+
+def _check_hooks(result: FolderLoad) -> None:
+    """Pipelines may share a hook name only with the same settings (one check per request)."""
+    first: dict[str, tuple[Trigger, object]] = {}
+    bad: set[str] = set()
+    for trigger, pipeline, ingress in _hook_triggers(result.pipelines.values()):
+        settings = ingress.ingress_settings(pipeline.base_dir)
+        seen = first.setdefault(ingress.hook_name, (trigger, settings))
+        if seen[1] != settings:
+            other = seen[0]
+            message = (
+                f"hook {ingress.hook_name!r} is also used by {other.key} ({other.file}) with"
+                " other settings; triggers sharing a hook need the same signature, secret,"
+                " public and max_body"
+            )
+            result.problems.append(trigger.problem("name", message))
+            bad.add(pipeline.name)
+    for name in bad:
+        result.broken.add(result.pipelines.pop(name).path)
+
+
+def open_hooks(
+    pipelines: Iterable[Pipeline], env: Mapping[str, str]
+) -> tuple[dict[str, HookReceiver], list[SpecProblem]]:
+    """A receiver for each hook name (its secret read), and the hooks that cannot have one."""
+    hooks: dict[str, HookReceiver] = {}
+    problems: list[SpecProblem] = []
+    failed: set[str] = set()
+    for trigger, pipeline, ingress in _hook_triggers(pipelines):
+        name = ingress.hook_name
+        if name in hooks or name in failed:
+            continue
+        try:
+            hooks[name] = ingress.open_ingress(pipeline.base_dir, env)
+        except IngressUnavailable as exc:
+            problems.append(trigger.problem(exc.key, str(exc)))
+            failed.add(name)
+    return hooks, problems
 
 
 def _broken_names(paths: Iterable[Path]) -> set[str]:

@@ -23,12 +23,19 @@ from reactor.events import Event, new_id
 from reactor.executor import RunExecutor, RunObserver
 from reactor.failpoints import hit
 from reactor.params import check_params
-from reactor.pipelines import Pipeline, Trigger, chain_cycles, load_folder, load_pipeline
+from reactor.pipelines import (
+    Pipeline,
+    Trigger,
+    chain_cycles,
+    load_folder,
+    load_pipeline,
+    open_hooks,
+)
 from reactor.recovery import is_dead, kill_orphaned_group
 from reactor.registry import Registry, default_registry
 from reactor.rules import RuleEngine, run_key
 from reactor.sensors import EmitResult, SensorContext, SensorHealth, sensor_source
-from reactor.specs import TriggerSpec, run_event_source
+from reactor.specs import HookReceiver, HttpIngress, TriggerSpec, run_event_source
 from reactor.store import RunRecord, Store, TaskRecord
 from reactor.store.records import FINAL_RUN_STATES, ProcessRecord
 
@@ -149,6 +156,7 @@ class Reactor:
         self.owner = f"{self.host}:{os.getpid()}:{new_id()[-8:]}"
         self.env = dict(os.environ)
         self.pipelines: dict[str, Pipeline] = {}
+        self._hooks: dict[str, HookReceiver] = {}
         self._versions: dict[tuple[str, str], Pipeline] = {}
         self._rules = RuleEngine(())
         self._run_slots = run_slots or LocalRunSlots()
@@ -179,6 +187,13 @@ class Reactor:
             for problem in loaded.problems:
                 logger.warning("pipeline not loaded: %s", problem)
             self.pipelines = loaded.pipelines
+            # Secrets are read now: a hook that could not check its requests must not start.
+            self._hooks, unavailable = open_hooks(self.pipelines.values(), self.env)
+            if unavailable and self.settings.strict:
+                raise SpecErrorGroup(unavailable)
+            for problem in unavailable:
+                # Only ``reactor run`` is not strict, and it serves no hooks.
+                logger.debug("webhook not available: %s", problem)
         await self.store.open()
         try:
             await self._apply_pipelines(self.pipelines)
@@ -328,6 +343,17 @@ class Reactor:
             if name not in self.pipelines or self.pipelines[name].version != p.version
         }
         removed = set(self.pipelines) - set(merged)
+        hooks, unavailable = open_hooks(merged.values(), self.env)
+        for hook_problem in unavailable:
+            logger.error("webhook not reloaded: %s (its previous settings stay)", hook_problem)
+        wanted = {
+            t.spec.hook_name
+            for p in merged.values()
+            for t in p.triggers
+            if isinstance(t.spec, HttpIngress)
+        }
+        kept = {n: self._hooks[n] for n in wanted - hooks.keys() if n in self._hooks}
+        self._hooks = hooks | kept
         await self._apply_pipelines(merged)
         await self._sync_sensors()
         for name in sorted(changed):
@@ -799,6 +825,10 @@ class Reactor:
         if run.status not in FINAL_RUN_STATES:
             raise AdmissionError(f"run {run_id} is {run.status} and not handled by this process")
         return run
+
+    def hook(self, name: str) -> HookReceiver | None:
+        """The receiver of ``POST /hooks/{name}``, if a loaded pipeline has that hook."""
+        return self._hooks.get(name)
 
     def health(self) -> dict[str, Any]:
         sensors = {

@@ -5,19 +5,28 @@ from __future__ import annotations
 import fnmatch
 import re
 from abc import abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from reactor.durations import Duration
+from reactor.errors import ReactorError
 from reactor.events import Event
 
 __all__ = [
+    "HOOK_ATTRIBUTE",
     "ConcurrencySpec",
     "EventFilter",
     "EventTriggerSpec",
+    "HookReceiver",
+    "HookRequest",
+    "HookResult",
+    "HttpIngress",
+    "IngressUnavailable",
     "PipelineTriggerSpec",
     "RetrySpec",
     "Schedule",
@@ -174,3 +183,62 @@ class Schedule(Protocol):
 
 def valid_name(name: str) -> bool:
     return re.match(NAME_PATTERN, name) is not None
+
+
+#: The CloudEvents extension attribute naming the hook an event came through. Only
+#: ``POST /hooks/{name}`` sets it (``POST /api/events`` refuses it), so a published event
+#: cannot pass itself off as a verified webhook delivery.
+HOOK_ATTRIBUTE = "reactorhook"
+
+
+@dataclass(frozen=True, slots=True)
+class HookRequest:
+    """An HTTP request to ``POST /hooks/{name}``: headers lower-cased, the body as sent."""
+
+    method: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    """Either an event to publish, or an answer given at once (``status``, JSON ``body``)."""
+
+    event: Event | None = None
+    status: int = 202
+    body: Any = None
+
+
+class IngressUnavailable(ReactorError):
+    """A hook cannot take requests (its secret is missing); ``key`` is the trigger's field."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class HookReceiver(Protocol):
+    """Turns requests to one hook into events (verifying them first)."""
+
+    #: The largest body accepted, in bytes (413 above it).
+    max_body: int
+
+    def receive(self, request: HookRequest, now: datetime) -> HookResult: ...
+
+
+@runtime_checkable
+class HttpIngress(Protocol):
+    """A trigger whose events arrive over HTTP at ``POST /hooks/{hook_name}``."""
+
+    @property
+    def hook_name(self) -> str: ...
+
+    def ingress_settings(self, base_dir: Path) -> object:
+        """What triggers sharing a hook name must agree on (signature, secret, limits)."""
+        ...
+
+    def open_ingress(self, base_dir: Path, env: Mapping[str, str]) -> HookReceiver:
+        """The receiver, with its secret read; raises :class:`IngressUnavailable`."""
+        ...

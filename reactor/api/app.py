@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from reactor.errors import AdmissionError, StoreError
 from reactor.events import Event, InvalidEvent
-from reactor.specs import Schedule
+from reactor.specs import HOOK_ATTRIBUTE, HookReceiver, HookRequest, Schedule
 
 if TYPE_CHECKING:
     from reactor.service import Reactor
@@ -57,6 +57,34 @@ async def _json_body(request: Request) -> Any:
     if not raw:
         return None
     return json.loads(raw, parse_constant=_no_constant)
+
+
+async def _limited_body(request: Request, limit: int) -> bytes | None:
+    """The body, or ``None`` as soon as it is longer than ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _hook_request(request: Request, receiver: HookReceiver) -> HookRequest | None:
+    body = await _limited_body(request, receiver.max_body)
+    if body is None:
+        return None
+    return HookRequest(
+        method=request.method,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        query=dict(request.query_params),
+        body=body,
+        content_type=request.headers.get("content-type", ""),
+    )
 
 
 def create_app(reactor: Reactor) -> FastAPI:
@@ -186,8 +214,32 @@ def create_app(reactor: Reactor) -> FastAPI:
             return _error(400, f"body is not JSON: {exc}")
         except InvalidEvent as exc:
             return _error(400, str(exc))
+        if HOOK_ATTRIBUTE in event.extensions:
+            return _error(400, f"{HOOK_ATTRIBUTE} is set only by POST /hooks/{{name}}")
         try:
             result = await reactor.publish(event)
+        except AdmissionError as exc:
+            return _error(503, str(exc))
+        payload = {"event_id": result.event_id, "run_ids": result.run_ids}
+        if result.duplicate:
+            return JSONResponse(payload | {"duplicate": True}, status_code=200)
+        return JSONResponse(payload, status_code=202)
+
+    @app.post("/hooks/{name}")
+    async def hook(name: str, request: Request) -> Response:
+        receiver = reactor.hook(name)
+        if receiver is None:
+            return _error(404, f"no webhook {name!r}")
+        hook_request = await _hook_request(request, receiver)
+        if hook_request is None:
+            return _error(
+                413, f"the body is larger than this hook's max_body ({receiver.max_body} bytes)"
+            )
+        answer = receiver.receive(hook_request, reactor.clock.now())
+        if answer.event is None:
+            return JSONResponse(answer.body, status_code=answer.status)
+        try:
+            result = await reactor.publish(answer.event)
         except AdmissionError as exc:
             return _error(503, str(exc))
         payload = {"event_id": result.event_id, "run_ids": result.run_ids}

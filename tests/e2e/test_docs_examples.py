@@ -70,6 +70,13 @@ EXAMPLE_RUNS: dict[str, list[tuple[str, dict[str, str], str]]] = {
             'task report succeeded output="run ',
         ),
     ],
+    "webhooks": [
+        (
+            "deploy_on_push",
+            {"ref": "refs/heads/main", "commit": "abc123"},
+            'task deploy succeeded output="deploying abc123 from refs/heads/main"',
+        ),
+    ],
     "schedule": [
         (
             "nightly_summary",
