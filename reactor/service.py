@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +36,15 @@ from reactor.registry import Registry, default_registry
 from reactor.rules import RuleEngine, run_key
 from reactor.sensors import EmitResult, SensorContext, SensorHealth, sensor_source
 from reactor.specs import HookReceiver, HttpIngress, TriggerSpec, run_event_source
-from reactor.store import RunRecord, Store, TaskRecord
+from reactor.store import Admitted, RunRecord, Store, TaskRecord
 from reactor.store.records import FINAL_RUN_STATES, ProcessRecord
 
 __all__ = ["PublishResult", "Reactor", "Settings"]
 
 logger = logging.getLogger("reactor")
+
+#: At most this many queued events are evaluated and recorded together.
+_RULE_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -484,18 +487,66 @@ class Reactor:
 
     async def _rule_loop(self) -> None:
         async with self._rule_inbox:
-            async for envelope in self._rule_inbox:
+            while True:
                 try:
-                    envelope.run_ids = await self._evaluate(envelope.event)
-                except Exception as exc:
-                    logger.exception("evaluating event %s failed", envelope.event.id)
-                    envelope.error = exc
-                finally:
-                    if envelope.done is not None:
-                        envelope.done.set()
+                    batch = [await self._rule_inbox.receive()]
+                except anyio.EndOfStream:
+                    return
+                # Whatever else is queued is evaluated with it, and their outcomes are
+                # written at once (the store commits them together), so a burst of events
+                # costs a few commits, not one round trip each in turn.
+                while len(batch) < _RULE_BATCH:
+                    try:
+                        batch.append(self._rule_inbox.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                await self._evaluate_batch(batch)
 
     async def _evaluate(self, event: Event) -> list[str]:
+        envelope = _Envelope(event)
+        await self._evaluate_batch([envelope])
+        if envelope.error is not None:
+            raise envelope.error
+        return envelope.run_ids
+
+    async def _evaluate_batch(self, batch: list[_Envelope]) -> None:
+        """Decide for each event in order, record every outcome at once, then admit in order."""
         now = self.clock.now()
+        planned_here: Counter[str] = Counter()
+        decided = [self._decide(envelope.event, planned_here) for envelope in batch]
+        admitted: list[list[Admitted] | Exception] = [[] for _ in batch]
+
+        async def record(index: int, outcome: list[dict[str, Any]], runs: list[RunRecord]) -> None:
+            try:
+                admitted[index] = await self.store.record_outcome(
+                    batch[index].event, outcome, runs, now
+                )
+                hit("rules.after_outcome")
+            except Exception as exc:
+                logger.exception("evaluating event %s failed", batch[index].event.id)
+                admitted[index] = exc
+
+        async with anyio.create_task_group() as tg:
+            for index, (outcome, planned) in enumerate(decided):
+                tg.start_soon(record, index, outcome, [run for run, _ in planned])
+        for envelope, (_, planned), result in zip(batch, decided, admitted, strict=True):
+            if isinstance(result, Exception):
+                envelope.error = result
+            else:
+                for (_, plan), run in zip(planned, result, strict=True):
+                    if run.new:
+                        self._admit(run.run, plan, [envelope.event])
+                envelope.run_ids = [run.run.id for run in result]
+            if envelope.done is not None:
+                envelope.done.set()
+        for name in planned_here:
+            self._start_queued(name)
+
+    def _decide(
+        self, event: Event, planned_here: Counter[str]
+    ) -> tuple[list[dict[str, Any]], list[tuple[RunRecord, str]]]:
+        """The event's outcome and the runs it starts; ``planned_here`` counts the runs
+        planned earlier in the same batch, so limits hold across it."""
         decisions = self._rules.evaluate(event, self.env)
         outcome: list[dict[str, Any]] = []
         planned: list[tuple[RunRecord, str]] = []
@@ -513,7 +564,7 @@ class Reactor:
                     )
                 continue
             pipeline = self.pipelines[decision.pipeline]
-            plan = self._plan(pipeline)
+            plan = self._plan(pipeline, planned_here[pipeline.name])
             if plan == "skip":
                 record["fired"] = False
                 record["reason"] = (
@@ -521,6 +572,7 @@ class Reactor:
                     " (on_overlap: skip)"
                 )
                 continue
+            planned_here[pipeline.name] += 1
             run = self._new_run(
                 pipeline,
                 decision.params or {},
@@ -530,20 +582,16 @@ class Reactor:
             )
             record["run_id"] = run.id
             planned.append((run, plan))
-        admitted = await self.store.record_outcome(event, outcome, [run for run, _ in planned], now)
-        hit("rules.after_outcome")
-        for (_, plan), result in zip(planned, admitted, strict=True):
-            if result.new:
-                self._admit(result.run, plan, [event])
-        return [result.run.id for result in admitted]
+        return outcome, planned
 
     # Runs
 
-    def _plan(self, pipeline: Pipeline) -> str:
+    def _plan(self, pipeline: Pipeline, pending: int = 0) -> str:
+        """Start, queue, skip or cancel the running ones; ``pending`` runs are about to queue."""
         concurrency = pipeline.spec.concurrency
         return plan_admission(
             active=self._run_slots.active(pipeline.name),
-            queued=len(self._queued[pipeline.name]),
+            queued=len(self._queued[pipeline.name]) + pending,
             max_active_runs=concurrency.max_active_runs,
             on_overlap=concurrency.on_overlap,
         )
