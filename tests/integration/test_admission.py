@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import pytest
 from helpers import Recorder, wait_for
 
@@ -228,3 +229,31 @@ async def test_an_event_stored_before_a_crash_is_evaluated_once_at_start(
     assert again.duplicate is True
     assert again.run_ids == [runs[0].id]
     assert runs[0].event_ids == [event.id]
+
+
+@pytest.mark.parametrize("policy", ["skip", "queue"])
+async def test_limits_hold_for_a_burst_of_events_evaluated_together(
+    policy: str, jobs_pipeline, gates, start_reactor, store
+) -> None:
+    jobs_pipeline(limit=2, policy=policy)
+    async with start_reactor() as reactor:
+        results: dict[str, list[str]] = {}
+
+        async def publish(name: str) -> None:
+            results[name] = list((await reactor.publish(job(name, gates))).run_ids)
+
+        # Published at once: the rule loop evaluates them in batches.
+        async with anyio.create_task_group() as tg:
+            for n in range(12):
+                tg.start_soon(publish, f"j{n}")
+        run_ids = [rid for ids in results.values() for rid in ids]
+        await wait_for(lambda: len(started(gates)) == 2, message="two runs to start")
+        assert reactor.health()["active_runs"] == 2
+        if policy == "skip":
+            assert len(run_ids) == 2
+        else:
+            assert len(run_ids) == 12
+            assert sorted(await statuses(store, run_ids)).count("running") == 2
+        release(gates, *(f"j{n}" for n in range(12)))
+        for run_id in run_ids:
+            assert (await wait_run(store, run_id)).status == "succeeded"
