@@ -176,11 +176,13 @@ class RunExecutor:
         now = self.clock.now()
         self.run.status = "running"
         self.run.started_at = self.run.started_at or now
-        if self._resume is None:
-            await self.store.save_tasks(list(self.records.values()))
-        elif changed := self._restore(self._resume, now):
-            await self.store.save_tasks(changed)
         await self.store.set_run_status(self.run.id, "running", at=now, owner=self.owner)
+        # The tasks' first rows ride the group commit with the first transitions; a run
+        # recovered without them simply has every task pending.
+        if self._resume is None:
+            self._writes.submit(list(self.records.values()))
+        elif changed := self._restore(self._resume, now):
+            self._writes.submit(changed)
         self._run_changed()
         internal: str | None = None
         async with anyio.create_task_group() as writer:
