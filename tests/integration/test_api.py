@@ -30,7 +30,7 @@ def not_json():
 """
 
 WORK = """
-name: work
+name: chores
 description: Does the work.
 params:
   n: {{type: integer, default: 0}}
@@ -101,12 +101,12 @@ async def test_health_and_pipelines(api) -> None:
     }
     assert pipelines.status_code == 200
     listed = pipelines.json()
-    assert [p["name"] for p in listed] == ["odd", "other", "work"]
-    work = listed[2]
+    assert [p["name"] for p in listed] == ["chores", "odd", "other"]
+    work = listed[0]
     assert work["description"] == "Does the work."
     assert work["params"] == {"n": {"type": "integer", "default": 0}}
     assert work["concurrency"] == {"max_active_runs": 16, "on_overlap": "queue"}
-    assert work["triggers"] == [{"id": "event", "key": "work/event", "on": "event"}]
+    assert work["triggers"] == [{"id": "event", "key": "chores/event", "on": "event"}]
     assert work["tasks"] == [
         {"id": "first", "needs": [], "type": "python"},
         {"id": "second", "needs": ["first"], "type": "shell"},
@@ -118,7 +118,7 @@ async def test_runs_are_listed_newest_first_and_the_link_header_walks_every_page
     api, store
 ) -> None:
     async with api() as (reactor, client):
-        created = [(await reactor.run_now("work", {"n": i})).id for i in range(23)]
+        created = [(await reactor.run_now("chores", {"n": i})).id for i in range(23)]
         failed = (await reactor.run_now("other")).id
         for run_id in [*created, failed]:
             await wait_run(store, run_id)
@@ -128,7 +128,7 @@ async def test_runs_are_listed_newest_first_and_the_link_header_walks_every_page
         while "next" in pages[-1].links:
             pages.append(await client.get(pages[-1].links["next"]["url"]))
         everything = await client.get("/api/runs")
-        only_work = await client.get("/api/runs", params={"pipeline": "work", "limit": 100})
+        only_work = await client.get("/api/runs", params={"pipeline": "chores", "limit": 100})
         only_other = await client.get("/api/runs", params={"pipeline": "other"})
         nothing = await client.get("/api/runs", params={"pipeline": "nope"})
 
@@ -156,7 +156,7 @@ async def test_runs_are_listed_newest_first_and_the_link_header_walks_every_page
         "started_at",
         "ended_at",
     }
-    assert (run["pipeline"], run["status"], run["params"]) == ("work", "succeeded", {"n": 0})
+    assert (run["pipeline"], run["status"], run["params"]) == ("chores", "succeeded", {"n": 0})
     assert (run["trigger"], run["event_ids"]) == (None, [])
     for key in ("created_at", "started_at", "ended_at"):
         assert is_iso_with_offset(run[key]), run[key]
@@ -164,7 +164,7 @@ async def test_runs_are_listed_newest_first_and_the_link_header_walks_every_page
 
 async def test_a_page_size_that_divides_the_runs_ends_with_an_empty_page(api, store) -> None:
     async with api() as (reactor, client):
-        ids = [(await reactor.run_now("work")).id for _ in range(4)]
+        ids = [(await reactor.run_now("chores")).id for _ in range(4)]
         for run_id in ids:
             await wait_run(store, run_id)
         pages = [await client.get("/api/runs", params={"limit": 2})]
@@ -185,7 +185,7 @@ async def test_bad_runs_queries_are_refused(api, query) -> None:
 
 async def test_one_run_with_its_tasks_and_logs(api, store) -> None:
     async with api() as (reactor, client):
-        run_id = (await reactor.run_now("work", {"n": 3})).id
+        run_id = (await reactor.run_now("chores", {"n": 3})).id
         await wait_run(store, run_id)
         detail = await client.get(f"/api/runs/{run_id}")
         logs = await client.get(f"/api/runs/{run_id}/logs")
@@ -249,7 +249,7 @@ async def test_publishing_an_event_answers_202_with_its_runs_and_a_duplicate_200
 
     assert accepted.status_code == 202
     assert accepted.json() == {"event_id": "e-1", "run_ids": [run_id]}
-    assert (run.params, run.trigger, run.event_ids) == ({"n": 5}, "work/event", ["e-1"])
+    assert (run.params, run.trigger, run.event_ids) == ({"n": 5}, "chores/event", ["e-1"])
     assert duplicate.status_code == 200
     assert duplicate.json() == {"event_id": "e-1", "run_ids": [run_id], "duplicate": True}
     assert unmatched.status_code == 202
@@ -258,7 +258,7 @@ async def test_publishing_an_event_answers_202_with_its_runs_and_a_duplicate_200
     stored = await store.find_event(unmatched.json()["event_id"])
     assert stored is not None and stored.event.source == "reactor/api"
     assert charset.status_code == 202
-    runs = await store.list_runs(pipeline="work", limit=10, before=None)
+    runs = await store.list_runs(pipeline="chores", limit=10, before=None)
     assert len(runs) == 2
 
 
@@ -304,27 +304,27 @@ async def test_events_of_another_content_type_answer_415(api, content_type) -> N
 
 async def test_running_a_pipeline_on_demand(api, store) -> None:
     async with api() as (_reactor, client):
-        created = await client.post("/api/pipelines/work/runs", json={"params": {"n": 9}})
-        no_body = await client.post("/api/pipelines/work/runs")
+        created = await client.post("/api/pipelines/chores/runs", json={"params": {"n": 9}})
+        no_body = await client.post("/api/pipelines/chores/runs")
         unknown = await client.post("/api/pipelines/nope/runs", json={})
-        bad = await client.post("/api/pipelines/work/runs", json={"params": {"n": "many"}})
-        extra = await client.post("/api/pipelines/work/runs", json={"params": {"m": 1}})
+        bad = await client.post("/api/pipelines/chores/runs", json={"params": {"n": "many"}})
+        extra = await client.post("/api/pipelines/chores/runs", json={"params": {"m": 1}})
         not_json = await client.post(
-            "/api/pipelines/work/runs",
+            "/api/pipelines/chores/runs",
             content="{",
             headers={"content-type": "application/json"},
         )
-        not_object = await client.post("/api/pipelines/work/runs", json={"params": [1]})
+        not_object = await client.post("/api/pipelines/chores/runs", json={"params": [1]})
         run = await wait_run(store, created.json()["id"])
         await wait_run(store, no_body.json()["id"])
 
     assert created.status_code == 201
-    assert created.json()["pipeline"] == "work"
+    assert created.json()["pipeline"] == "chores"
     assert created.json()["params"] == {"n": 9}
     assert (run.status, run.params) == ("succeeded", {"n": 9})
     assert no_body.status_code == 201 and no_body.json()["params"] == {"n": 0}
     assert unknown.status_code == 404
-    assert unknown.json() == {"error": "unknown pipeline 'nope' (known: odd, other, work)"}
+    assert unknown.json() == {"error": "unknown pipeline 'nope' (known: chores, odd, other)"}
     assert bad.status_code == 422
     assert bad.json()["error"].startswith("work: param 'n': expected integer, got 'many'")
     assert extra.status_code == 422
