@@ -326,9 +326,9 @@ async def test_running_a_pipeline_on_demand(api, store) -> None:
     assert unknown.status_code == 404
     assert unknown.json() == {"error": "unknown pipeline 'nope' (known: chores, odd, other)"}
     assert bad.status_code == 422
-    assert bad.json()["error"].startswith("work: param 'n': expected integer, got 'many'")
+    assert bad.json()["error"].startswith("chores: param 'n': expected integer, got 'many'")
     assert extra.status_code == 422
-    assert extra.json() == {"error": "work: unknown param 'm' (declared: n)"}
+    assert extra.json() == {"error": "chores: unknown param 'm' (declared: n)"}
     assert not_json.status_code == 400
     assert not_json.json()["error"].startswith("body is not JSON: ")
     assert not_object.status_code == 400
