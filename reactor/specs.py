@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import re
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -179,10 +178,6 @@ class Schedule(Protocol):
         ...
 
     def describe(self) -> str: ...
-
-
-def valid_name(name: str) -> bool:
-    return re.match(NAME_PATTERN, name) is not None
 
 
 #: The CloudEvents extension attribute naming the hook an event came through. Only
