@@ -238,4 +238,3 @@ class FileSensor:
         )
         await ctx.emit(event)
         self._emitted[path] = state
-        ctx.health.events += 1

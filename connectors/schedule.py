@@ -326,8 +326,6 @@ class ScheduleSensor:
         self.spec = spec
 
     async def _last_tick(self, ctx: SensorContext) -> datetime | None:
-        if ctx.last_event is None:
-            return None
         stored = await ctx.last_event()
         if stored is None:
             return None
@@ -337,9 +335,7 @@ class ScheduleSensor:
         return stored.event.time
 
     async def _emit(self, ctx: SensorContext, tick: datetime) -> None:
-        result = await ctx.emit(tick_event(self.spec, ctx.source, tick))
-        if result.new:
-            ctx.health.events += 1
+        await ctx.emit(tick_event(self.spec, ctx.source, tick))
 
     async def run(self, ctx: SensorContext, *, task_status: TaskStatus[None]) -> None:
         task_status.started()

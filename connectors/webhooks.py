@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from connectors.webhook_signatures import (
     slack_challenge,
     verify,
 )
+from reactor.config import Size
 from reactor.errors import ReactorError
 from reactor.events import Event, InvalidEvent, new_id
 from reactor.specs import (
@@ -36,10 +36,7 @@ __all__ = [
     "WebhookTriggerSpec",
     "hook_source",
     "hook_type",
-    "parse_size",
 ]
-
-DEFAULT_MAX_BODY = 1024 * 1024
 
 #: Headers that carry credentials: never copied into ``event.data.headers``.
 _SECRET_HEADERS = frozenset(
@@ -55,18 +52,6 @@ _SECRET_HEADERS = frozenset(
     }
 )
 
-_SIZE = re.compile(r"^\s*([0-9]+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
-_UNITS = {
-    None: 1,
-    "B": 1,
-    "KB": 1000,
-    "KiB": 1024,
-    "MB": 1000**2,
-    "MiB": 1024**2,
-    "GB": 1000**3,
-    "GiB": 1024**3,
-}
-
 _CE_REQUIRED = ("ce-id", "ce-source", "ce-type", "ce-specversion")
 
 
@@ -78,22 +63,6 @@ def hook_source(name: str) -> str:
 def hook_type(name: str) -> str:
     """The type of the events a hook makes from plain (non-CloudEvents) bodies."""
     return f"webhook.{name}"
-
-
-def parse_size(value: Any) -> int:
-    """A size in bytes from ``1048576``, ``"512KiB"`` or ``"1MiB"``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    else:
-        match = _SIZE.match(str(value))
-        if match is None:
-            raise ValueError(
-                f"{value!r} is not a size; write bytes (1048576) or 512KiB, 1MiB, 10MB"
-            )
-        size = int(match.group(1)) * _UNITS[match.group(2)]
-    if size < 1:
-        raise ValueError("max_body must be at least 1 byte")
-    return size
 
 
 def _media_type(content_type: str) -> str:
@@ -128,14 +97,10 @@ class WebhookTriggerSpec(TriggerSpec):
     signature: SignatureSpec | None = None
     secret: str | None = None
     public: bool = False
-    max_body: int = DEFAULT_MAX_BODY
+    #: The largest body accepted; unset: ``limits.webhook_max_body`` of ``reactor.yaml``.
+    max_body: Size | None = None
     #: Glob on the event type: a CloudEvents request's own type, else ``webhook.<name>``.
     type: str = Field("*", min_length=1)
-
-    @field_validator("max_body", mode="before")
-    @classmethod
-    def _size(cls, value: Any) -> int:
-        return parse_size(value)
 
     @field_validator("secret")
     @classmethod
@@ -188,7 +153,9 @@ class WebhookTriggerSpec(TriggerSpec):
         secret = str(path) if path is not None else self.secret
         return (self.public, self.signature, secret, self.max_body)
 
-    def open_ingress(self, base_dir: Path, env: Mapping[str, str]) -> WebhookReceiver:
+    def open_ingress(
+        self, base_dir: Path, env: Mapping[str, str], default_max_body: int
+    ) -> WebhookReceiver:
         secret = b""
         if self.secret is not None:
             path = self._secret_path(base_dir)
@@ -212,7 +179,7 @@ class WebhookTriggerSpec(TriggerSpec):
                     raise IngressUnavailable(
                         "secret", f"hook {self.name!r}: secret file {path} is empty"
                     )
-        return WebhookReceiver(self, secret)
+        return WebhookReceiver(self, secret, self.max_body or default_max_body)
 
 
 def _error(status: int, message: str) -> HookResult:
@@ -222,10 +189,10 @@ def _error(status: int, message: str) -> HookResult:
 class WebhookReceiver:
     """Checks one hook's requests and turns each into one event (verified once, for all)."""
 
-    def __init__(self, spec: WebhookTriggerSpec, secret: bytes) -> None:
+    def __init__(self, spec: WebhookTriggerSpec, secret: bytes, max_body: int) -> None:
         self.spec = spec
         self.name = spec.name
-        self.max_body = spec.max_body
+        self.max_body = max_body
         self._secret = secret
         hidden = set(_SECRET_HEADERS)
         if isinstance(spec.signature, HmacSignature):

@@ -10,7 +10,7 @@ import signal
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import typer
@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
+from reactor.config import SETTINGS_FILE, Config, load_config
 from reactor.errors import ReactorError, SpecErrorGroup
 from reactor.params import parse_cli_value
 from reactor.pipelines import load_folder, open_hooks
@@ -36,6 +37,8 @@ app = typer.Typer(
 )
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+T = TypeVar("T")
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 UrlOption = Annotated[
@@ -155,46 +158,104 @@ async def _watch_signals(stop: anyio.Event, reactor: Reactor, *, task_status: An
                 reactor.cancel_all()
 
 
+def _pick(flag: T | None, setting: T | None, default: T) -> T:
+    """A flag or ``REACTOR_*`` variable wins over ``reactor.yaml``, which wins over the default."""
+    if flag is not None:
+        return flag
+    return setting if setting is not None else default
+
+
+def _load_config(folder: Path) -> Config:
+    try:
+        return load_config(folder)
+    except SpecErrorGroup as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        raise _fail(f"{len(exc.problems)} problem(s) in {folder / SETTINGS_FILE}") from None
+
+
+def _configured_store(config: Config, folder: Path) -> str | None:
+    """``store:`` of ``reactor.yaml``: a URL (a relative SQLite path is the folder's) or env:VAR."""
+    value = config.spec.store
+    if value is not None and value.startswith("env:"):
+        variable = value.removeprefix("env:")
+        if not os.environ.get(variable):
+            raise _fail(
+                f"{folder / SETTINGS_FILE}: store: environment variable {variable} is not set"
+            )
+        return os.environ[variable]
+    if value is not None and value.startswith("sqlite:///"):
+        path = Path(value.removeprefix("sqlite:///"))
+        if not path.is_absolute():
+            return f"sqlite:///{(folder / path).resolve()}"
+    return value
+
+
 @app.command()
 def serve(
     folder: Annotated[Path, typer.Argument(help="The pipelines folder.")],
     store: StoreOption = None,
     http: Annotated[
-        str, typer.Option("--http", envvar="REACTOR_HTTP", help="HOST:PORT for the API.")
-    ] = "127.0.0.1:8080",
+        str | None,
+        typer.Option(
+            "--http", envvar="REACTOR_HTTP", help="HOST:PORT for the API [default: 127.0.0.1:8080]."
+        ),
+    ] = None,
     no_http: Annotated[bool, typer.Option("--no-http", help="Serve no HTTP API.")] = False,
     grace: Annotated[
-        float, typer.Option(envvar="REACTOR_GRACE", help="Seconds running tasks get on stop.")
-    ] = 30.0,
+        float | None,
+        typer.Option(
+            envvar="REACTOR_GRACE", help="Seconds running tasks get on stop [default: 30]."
+        ),
+    ] = None,
     max_tasks: Annotated[
-        int, typer.Option(envvar="REACTOR_MAX_TASKS", help="Task attempts running at once.")
-    ] = 64,
+        int | None,
+        typer.Option(
+            envvar="REACTOR_MAX_TASKS", min=1, help="Task attempts running at once [default: 64]."
+        ),
+    ] = None,
     heartbeat: Annotated[
-        float,
-        typer.Option(envvar="REACTOR_HEARTBEAT", min=0.1, help="Seconds between heartbeats."),
-    ] = 5.0,
+        float | None,
+        typer.Option(
+            envvar="REACTOR_HEARTBEAT", min=0.1, help="Seconds between heartbeats [default: 5]."
+        ),
+    ] = None,
     lease: Annotated[
-        float,
+        float | None,
         typer.Option(
             envvar="REACTOR_LEASE",
             min=0.1,
-            help="Seconds without a heartbeat after which another process takes over a run.",
+            help="Seconds without a heartbeat after which another process takes over a run"
+            " [default: 15].",
         ),
-    ] = 15.0,
+    ] = None,
     exit_after: Annotated[
         int | None,
         typer.Option(help="Stop after this many runs finished; exit 0 only if all succeeded."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the service: sensors, triggers, runs and the HTTP API."""
+    """Run the service: sensors, triggers, runs and the HTTP API.
+
+    Settings not given as flags (or REACTOR_* variables) come from DIR/reactor.yaml.
+    """
     _setup_logging(verbose)
-    address = None if no_http else _parse_http(http)
+    config = _load_config(folder)
+    spec = config.spec
+    store = _pick(store, _configured_store(config, folder), None)
+    address = None if no_http else _parse_http(_pick(http, spec.http, "127.0.0.1:8080"))
+    heartbeat = _pick(heartbeat, spec.heartbeat, 5.0)
+    lease = _pick(lease, spec.lease, 15.0)
     printer = LivePrinter(exit_after)
     if lease <= heartbeat:
-        raise _fail(f"--lease ({lease:g}s) must be longer than --heartbeat ({heartbeat:g}s)")
+        raise _fail(f"the lease ({lease:g}s) must be longer than the heartbeat ({heartbeat:g}s)")
     settings = Settings(
-        max_tasks=max_tasks, grace=grace, http=address, heartbeat=heartbeat, lease=lease
+        max_tasks=_pick(max_tasks, spec.limits.max_tasks, 64),
+        grace=_pick(grace, spec.grace, 30.0),
+        http=address,
+        heartbeat=heartbeat,
+        lease=lease,
+        bus_capacity=spec.limits.bus_capacity,
     )
 
     # Kept out of the signal task group, which would wrap it in an ExceptionGroup.
@@ -243,7 +304,9 @@ def validate(folder: Annotated[Path, typer.Argument(help="The pipelines folder."
     for problem in loaded.problems:
         err.print(str(problem), markup=False)
     # A missing secret is the deployment's business, not the file's: serve refuses it.
-    _, unavailable = open_hooks(loaded.pipelines.values(), os.environ)
+    _, unavailable = open_hooks(
+        loaded.pipelines.values(), os.environ, loaded.config.limits.webhook_max_body
+    )
     for problem in unavailable:
         err.print(f"warning: {problem} (serve will refuse to start)", markup=False)
     if loaded.problems:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import difflib
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from functools import cache
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache, partial
 from pathlib import Path
 from typing import Annotated, Any, Union
 
 from pydantic import Discriminator, Field, Tag, ValidationError, create_model
 
 from reactor.actions import Action
+from reactor.config import SETTINGS_FILE, Config, load_config
 from reactor.dag import find_cycle, topological_order
 from reactor.errors import ExpressionError, SpecError, SpecErrorGroup, SpecProblem
 from reactor.expressions import CompiledValue, Expression, compile_expression
@@ -45,8 +46,6 @@ __all__ = [
     "load_pipeline",
     "open_hooks",
 ]
-
-SETTINGS_FILE = "reactor.yaml"
 
 
 class PipelineSpec(Spec):
@@ -393,11 +392,16 @@ def pipeline_files(folder: Path) -> list[Path]:
 
 @dataclass
 class FolderLoad:
-    """The valid pipelines of a folder, the problems of the others, and which files broke."""
+    """The valid pipelines of a folder, the problems of the others, and which files broke.
+
+    ``config`` is the folder's ``reactor.yaml`` (defaults if it is missing or broken; its
+    problems are in ``problems`` then).
+    """
 
     pipelines: dict[str, Pipeline]
     problems: list[SpecProblem]
     broken: set[Path]
+    config: Config = field(default_factory=Config)
 
 
 def load_folder(folder: Path, *, registry: Registry | None = None) -> FolderLoad:
@@ -407,6 +411,10 @@ def load_folder(folder: Path, *, registry: Registry | None = None) -> FolderLoad
         result.problems.append(SpecProblem(str(folder), None, "", "is not a folder"))
         return result
     folder = folder.resolve()
+    try:
+        result.config = load_config(folder, display=str(Path(folder.name) / SETTINGS_FILE))
+    except SpecErrorGroup as exc:
+        result.problems.extend(exc.problems)
     for path in pipeline_files(folder):
         display = str(path.relative_to(folder.parent))
         try:
@@ -425,7 +433,45 @@ def load_folder(folder: Path, *, registry: Registry | None = None) -> FolderLoad
         result.pipelines[pipeline.name] = pipeline
     _check_chaining(result)
     _check_hooks(result)
+    _check_connections(result, folder)
     return result
+
+
+def _check_connections(result: FolderLoad, folder: Path) -> None:
+    """Every ``connection:`` of a trigger or task is a URL or a name in ``reactor.yaml``."""
+    connections = result.config.connections
+    known = ", ".join(sorted(connections.values)) or "none"
+    bad: set[str] = set()
+    for name, pipeline in result.pipelines.items():
+        wanted: list[tuple[str, Callable[[str, str], SpecProblem]]] = [
+            (ref, trigger.problem)
+            for trigger in pipeline.triggers
+            if isinstance(ref := getattr(trigger.spec, "connection", None), str)
+        ]
+        wanted += [
+            (ref, partial(_task_problem, pipeline, folder, task.id))
+            for task in pipeline.tasks.values()
+            if isinstance(ref := getattr(task.spec, "connection", None), str)
+        ]
+        for ref, problem in wanted:
+            if not connections.knows(ref):
+                message = (
+                    f"unknown connection {ref!r}: write a URL (scheme://...) or a name under"
+                    f" connections: in {SETTINGS_FILE} (names: {known})"
+                )
+                result.problems.append(problem("connection", message))
+                bad.add(name)
+    for name in bad:
+        result.broken.add(result.pipelines.pop(name).path)
+
+
+def _task_problem(
+    pipeline: Pipeline, folder: Path, task_id: str, key: str, message: str
+) -> SpecProblem:
+    """A problem of one task's ``key``, at its line (the file is parsed again: rare)."""
+    index = list(pipeline.tasks).index(task_id)
+    doc = parse_yaml(pipeline.text, display=str(pipeline.path.relative_to(folder.parent)))
+    return doc.problem(("tasks", index, key), message)
 
 
 def _hook_triggers(
@@ -458,7 +504,7 @@ def _check_hooks(result: FolderLoad) -> None:
 
 
 def open_hooks(
-    pipelines: Iterable[Pipeline], env: Mapping[str, str]
+    pipelines: Iterable[Pipeline], env: Mapping[str, str], default_max_body: int
 ) -> tuple[dict[str, HookReceiver], list[SpecProblem]]:
     """A receiver for each hook name (its secret read), and the hooks that cannot have one."""
     hooks: dict[str, HookReceiver] = {}
@@ -469,7 +515,7 @@ def open_hooks(
         if name in hooks or name in failed:
             continue
         try:
-            hooks[name] = ingress.open_ingress(pipeline.base_dir, env)
+            hooks[name] = ingress.open_ingress(pipeline.base_dir, env, default_max_body)
         except IngressUnavailable as exc:
             problems.append(trigger.problem(exc.key, str(exc)))
             failed.add(name)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from anyio.abc import TaskStatus
 
@@ -15,8 +15,16 @@ from reactor.events import Event
 
 if TYPE_CHECKING:
     from reactor.store.base import StoredEvent
+from reactor.store.records import DeadLetter
 
-__all__ = ["EmitResult", "Sensor", "SensorContext", "SensorHealth", "sensor_source"]
+__all__ = [
+    "EmitResult",
+    "Sensor",
+    "SensorContext",
+    "SensorHealth",
+    "SensorHost",
+    "sensor_source",
+]
 
 HealthState = Literal["starting", "watching", "failing", "stopped"]
 
@@ -36,33 +44,139 @@ class EmitResult:
 
 @dataclass
 class SensorHealth:
+    """What ``GET /api/sensors`` shows of one sensor; the context keeps the counts."""
+
     state: HealthState = "starting"
     message: str = ""
     since: datetime | None = None
+    #: New events stored (duplicates not counted).
     events: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    last_event_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    restarts: int = 0
+    #: How far behind its source the sensor is (Kafka: messages not yet consumed).
+    lag: int | None = None
+    #: Where the sensor is in its source (a table's watermark, ...), as JSON.
+    cursor: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        def when(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return {
+            "state": self.state,
+            "message": self.message,
+            "since": when(self.since),
+            "events": self.events,
+            "duplicates": self.duplicates,
+            "dead_letters": self.dead_letters,
+            "last_event_at": when(self.last_event_at),
+            "last_error": self.last_error,
+            "last_error_at": when(self.last_error_at),
+            "restarts": self.restarts,
+            "lag": self.lag,
+            "cursor": self.cursor,
+        }
+
+
+class SensorHost(Protocol):
+    """What the service does for a sensor: store events, cursors and dead letters."""
+
+    async def emit(self, event: Event) -> EmitResult: ...
+
+    async def emit_many(
+        self, trigger_key: str, events: Sequence[Event], cursor: Any = None
+    ) -> list[EmitResult]: ...
+
+    async def load_cursor(self, trigger_key: str) -> Any | None: ...
+
+    async def save_cursor(self, trigger_key: str, cursor: Any) -> None: ...
+
+    async def dead_letter(self, letter: DeadLetter) -> None: ...
+
+    async def last_event(self, source: str) -> StoredEvent | None: ...
+
+    def connection(self, ref: str) -> str: ...
 
 
 @dataclass
 class SensorContext:
-    """What a running sensor gets: its identity, folder, clock and ``emit``."""
+    """What a running sensor gets: its identity, folder, clock, and the service's help.
+
+    Every method returns once what it stored is durable, so a sensor may then
+    acknowledge its source (commit a Kafka offset, advance a cursor).
+    """
 
     trigger_key: str
     base_dir: Path
     clock: Clock
-    emit: Callable[[Event], Awaitable[EmitResult]]
+    host: SensorHost
+    env: Mapping[str, str] = field(default_factory=dict)
     health: SensorHealth = field(default_factory=SensorHealth)
-    #: The last event this sensor emitted that was stored (where a schedule left off).
-    last_event: Callable[[], Awaitable[StoredEvent | None]] | None = None
 
     @property
     def source(self) -> str:
         return sensor_source(self.trigger_key)
+
+    def _count(self, results: Sequence[EmitResult]) -> None:
+        new = sum(1 for r in results if r.new)
+        self.health.events += new
+        self.health.duplicates += len(results) - new
+        if results:
+            self.health.last_event_at = self.clock.now()
+
+    async def emit(self, event: Event) -> EmitResult:
+        """Store ``event`` (unless a duplicate) and hand it to the rule engine."""
+        result = await self.host.emit(event)
+        self._count([result])
+        return result
+
+    async def emit_many(self, events: Sequence[Event], cursor: Any = None) -> list[EmitResult]:
+        """Store ``events`` and, in the same transaction, ``cursor`` (if not ``None``)."""
+        results = await self.host.emit_many(self.trigger_key, events, cursor)
+        self._count(results)
+        if cursor is not None:
+            self.health.cursor = cursor
+        return results
+
+    async def load_cursor(self) -> Any | None:
+        """The cursor saved last, or ``None``."""
+        cursor = await self.host.load_cursor(self.trigger_key)
+        self.health.cursor = cursor
+        return cursor
+
+    async def save_cursor(self, cursor: Any) -> None:
+        await self.host.save_cursor(self.trigger_key, cursor)
+        self.health.cursor = cursor
+
+    async def dead_letter(self, reason: str, payload: Any, ref: str | None = None) -> None:
+        """Record what could not become an event, and why; the sensor goes on."""
+        letter = DeadLetter(self.trigger_key, reason, payload, self.clock.now(), ref)
+        await self.host.dead_letter(letter)
+        self.health.dead_letters += 1
+
+    async def last_event(self) -> StoredEvent | None:
+        """The event this sensor stored last (where a schedule left off)."""
+        return await self.host.last_event(self.source)
+
+    def connection(self, ref: str) -> str:
+        """The URL of ``connection:`` (inline, or a name in ``reactor.yaml``).
+
+        Raises :class:`reactor.errors.ConnectorError` if it cannot be resolved.
+        """
+        return self.host.connection(ref)
 
     def set_health(self, state: HealthState, message: str = "") -> None:
         if state != self.health.state or message != self.health.message:
             self.health.state = state
             self.health.message = message
             self.health.since = self.clock.now()
+        if state == "failing" and message:
+            self.health.last_error = message
+            self.health.last_error_at = self.clock.now()
 
 
 class Sensor(Protocol):

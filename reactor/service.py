@@ -18,7 +18,8 @@ from anyio.abc import TaskGroup, TaskStatus
 from reactor.admission import LocalRunSlots, LocalTaskSlots, RunSlots, TaskSlots, plan_admission
 from reactor.bus import Bus
 from reactor.clock import Clock, SystemClock
-from reactor.errors import AdmissionError, ParamError, SpecErrorGroup
+from reactor.config import SETTINGS_FILE, Config
+from reactor.errors import AdmissionError, ConnectorError, ParamError, SpecErrorGroup
 from reactor.events import Event, new_id
 from reactor.executor import RunExecutor, RunObserver
 from reactor.failpoints import hit
@@ -34,10 +35,10 @@ from reactor.pipelines import (
 from reactor.recovery import is_dead, kill_orphaned_group
 from reactor.registry import Registry, default_registry
 from reactor.rules import RuleEngine, run_key
-from reactor.sensors import EmitResult, SensorContext, SensorHealth, sensor_source
+from reactor.sensors import EmitResult, SensorContext, SensorHealth
 from reactor.specs import HookReceiver, HttpIngress, TriggerSpec, run_event_source
-from reactor.store import Admitted, RunRecord, Store, TaskRecord
-from reactor.store.records import FINAL_RUN_STATES, ProcessRecord
+from reactor.store import Admitted, RunRecord, Store, StoredEvent, TaskRecord
+from reactor.store.records import FINAL_RUN_STATES, DeadLetter, ProcessRecord
 
 __all__ = ["PublishResult", "Reactor", "Settings"]
 
@@ -126,6 +127,8 @@ class _SensorSlot:
     spec: TriggerSpec
     base_dir: Path
     health: SensorHealth
+    #: The URL its ``connection:`` stood for when it started (a change restarts it).
+    connection: str | None
 
 
 class Reactor:
@@ -159,6 +162,7 @@ class Reactor:
         self.owner = f"{self.host}:{os.getpid()}:{new_id()[-8:]}"
         self.env = dict(os.environ)
         self.pipelines: dict[str, Pipeline] = {}
+        self.config = Config()
         self._hooks: dict[str, HookReceiver] = {}
         self._versions: dict[tuple[str, str], Pipeline] = {}
         self._rules = RuleEngine(())
@@ -190,8 +194,11 @@ class Reactor:
             for problem in loaded.problems:
                 logger.warning("pipeline not loaded: %s", problem)
             self.pipelines = loaded.pipelines
+            self.config = loaded.config
             # Secrets are read now: a hook that could not check its requests must not start.
-            self._hooks, unavailable = open_hooks(self.pipelines.values(), self.env)
+            self._hooks, unavailable = open_hooks(
+                self.pipelines.values(), self.env, self.config.limits.webhook_max_body
+            )
             if unavailable and self.settings.strict:
                 raise SpecErrorGroup(unavailable)
             for problem in unavailable:
@@ -331,6 +338,9 @@ class Reactor:
         for name, old in self.pipelines.items():
             if old.path in loaded.broken and name not in merged:
                 merged[name] = old
+        if loaded.config.path is not None or not (self.pipelines_dir / SETTINGS_FILE).exists():
+            # A broken reactor.yaml keeps the settings in force (its problems are logged).
+            self.config = loaded.config
         problems = [str(p) for p in loaded.problems]
         for problem in problems:
             logger.error("pipeline not reloaded: %s (the previous version stays in force)", problem)
@@ -346,7 +356,9 @@ class Reactor:
             if name not in self.pipelines or self.pipelines[name].version != p.version
         }
         removed = set(self.pipelines) - set(merged)
-        hooks, unavailable = open_hooks(merged.values(), self.env)
+        hooks, unavailable = open_hooks(
+            merged.values(), self.env, self.config.limits.webhook_max_body
+        )
         for hook_problem in unavailable:
             logger.error("webhook not reloaded: %s (its previous settings stay)", hook_problem)
         wanted = {
@@ -408,6 +420,7 @@ class Reactor:
                 trigger_pipeline is None
                 or trigger_pipeline[0].spec != slot.spec
                 or trigger_pipeline[1].base_dir != slot.base_dir
+                or self._connection_of(trigger_pipeline[0].spec) != slot.connection
             ):
                 slot.scope.cancel()
                 slot.health.state = "stopped"
@@ -421,20 +434,17 @@ class Reactor:
     ) -> None:
         kind = self.registry.triggers[trigger.spec.on]
         assert kind.sensor is not None
-        source = sensor_source(trigger.key)
-        ctx = SensorContext(
-            trigger.key,
-            pipeline.base_dir,
-            self.clock,
-            self.emit,
-            last_event=lambda: self.store.last_event(source),
-        )
+        ctx = SensorContext(trigger.key, pipeline.base_dir, self.clock, self, self.env)
         ctx.set_health("starting")
         status = _OnceStatus(task_status)
         delay = 1.0
         with anyio.CancelScope() as scope:
             self._sensors[trigger.key] = _SensorSlot(
-                scope, trigger.spec, pipeline.base_dir, ctx.health
+                scope,
+                trigger.spec,
+                pipeline.base_dir,
+                ctx.health,
+                self._connection_of(trigger.spec),
             )
             while True:
                 try:
@@ -447,8 +457,54 @@ class Reactor:
                     )
                 status.started()
                 ctx.set_health("failing", message)
+                ctx.health.restarts += 1
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, 30.0)
+
+    def _connection_of(self, spec: TriggerSpec) -> str | None:
+        ref = getattr(spec, "connection", None)
+        if not isinstance(ref, str):
+            return None
+        try:
+            return self.connection(ref)
+        except ConnectorError as exc:
+            return f"unresolved: {exc}"
+
+    # What sensors ask of the service (reactor.sensors.SensorHost)
+
+    def connection(self, ref: str) -> str:
+        """The URL of a ``connection:`` (inline, or named under ``connections:``)."""
+        return self.config.connections.resolve(ref, self.env)
+
+    async def emit_many(
+        self, trigger_key: str, events: Sequence[Event], cursor: Any = None
+    ) -> list[EmitResult]:
+        """Persist ``events`` (and ``cursor``) in one transaction, then hand the new ones on."""
+        stored = await self.store.ingest_many(
+            events, self.clock.now(), (trigger_key, cursor) if cursor is not None else None
+        )
+        hit("ingest.after_persist")
+        results = []
+        for event, (event_id, new) in zip(events, stored, strict=True):
+            if new:
+                await self._bus.publish(_Envelope(event))
+            results.append(EmitResult(event_id, new))
+        return results
+
+    async def load_cursor(self, trigger_key: str) -> Any | None:
+        return await self.store.get_cursor(trigger_key)
+
+    async def save_cursor(self, trigger_key: str, cursor: Any) -> None:
+        await self.store.save_cursor(trigger_key, cursor, self.clock.now())
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        logger.warning(
+            "sensor %s: dead letter %s: %s", letter.trigger_key, letter.ref, letter.reason
+        )
+        await self.store.add_dead_letter(letter)
+
+    async def last_event(self, source: str) -> StoredEvent | None:
+        return await self.store.last_event(source)
 
     # Events
 

@@ -234,6 +234,11 @@ class HttpIngress(Protocol):
         """What triggers sharing a hook name must agree on (signature, secret, limits)."""
         ...
 
-    def open_ingress(self, base_dir: Path, env: Mapping[str, str]) -> HookReceiver:
-        """The receiver, with its secret read; raises :class:`IngressUnavailable`."""
+    def open_ingress(
+        self, base_dir: Path, env: Mapping[str, str], default_max_body: int
+    ) -> HookReceiver:
+        """The receiver, with its secret read; raises :class:`IngressUnavailable`.
+
+        ``default_max_body`` is ``limits.webhook_max_body`` of ``reactor.yaml``.
+        """
         ...

@@ -8,7 +8,14 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from reactor.events import Event
-from reactor.store.records import AttemptRecord, LogLine, ProcessRecord, RunRecord, TaskRecord
+from reactor.store.records import (
+    AttemptRecord,
+    DeadLetter,
+    LogLine,
+    ProcessRecord,
+    RunRecord,
+    TaskRecord,
+)
 
 __all__ = ["Admitted", "Store", "StoredEvent"]
 
@@ -41,6 +48,16 @@ class Store(Protocol):
         """Persist ``event`` unless ``(source, id)`` is known; ``(event_id, new)``."""
         ...
 
+    async def ingest_many(
+        self,
+        events: Sequence[Event],
+        received_at: datetime,
+        cursor: tuple[str, Any] | None = None,
+    ) -> list[tuple[str, bool]]:
+        """Persist ``events`` (each unless known) and a sensor's ``(trigger_key, cursor)``,
+        all in one transaction: a cursor never runs ahead of the events it covers."""
+        ...
+
     async def get_event(self, source: str, event_id: str) -> StoredEvent | None: ...
 
     async def find_event(self, event_id: str) -> StoredEvent | None: ...
@@ -59,6 +76,23 @@ class Store(Protocol):
         at: datetime,
     ) -> list[Admitted]:
         """Create ``runs`` (idempotent by run key) and the event's outcome, atomically."""
+        ...
+
+    # Sensors
+    async def get_cursor(self, trigger_key: str) -> Any | None:
+        """Where a sensor left off (JSON), or ``None`` if it never saved a cursor."""
+        ...
+
+    async def save_cursor(self, trigger_key: str, cursor: Any, at: datetime) -> None: ...
+
+    async def add_dead_letter(self, letter: DeadLetter) -> int:
+        """Record ``letter``; its sequence number."""
+        ...
+
+    async def dead_letters(
+        self, trigger_key: str | None = None, *, limit: int = 100, before: int | None = None
+    ) -> list[DeadLetter]:
+        """Newest first."""
         ...
 
     # Pipelines

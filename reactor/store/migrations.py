@@ -114,6 +114,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "sensor cursors and dead letters",
+        (
+            """CREATE TABLE sensor_cursors (
+                trigger_key TEXT PRIMARY KEY,
+                cursor TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE dead_letters (
+                seq {serial},
+                trigger_key TEXT NOT NULL,
+                ref TEXT,
+                reason TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                time TEXT NOT NULL
+            )""",
+            "CREATE INDEX dead_letters_trigger ON dead_letters (trigger_key, seq)",
+        ),
+    ),
 )
 
 _DIALECTS = {

@@ -25,16 +25,26 @@ from reactor.errors import StoreError
 from reactor.events import Event
 from reactor.store.base import Admitted, StoredEvent
 from reactor.store.migrations import LATEST, MIGRATIONS, render
-from reactor.store.records import AttemptRecord, LogLine, ProcessRecord, RunRecord, TaskRecord
+from reactor.store.records import (
+    AttemptRecord,
+    DeadLetter,
+    LogLine,
+    ProcessRecord,
+    RunRecord,
+    TaskRecord,
+)
 from reactor.store.rows import (
     ATTEMPT_COLUMNS,
+    DEAD_LETTER_COLUMNS,
     EVENT_COLUMNS,
     RUN_COLUMNS,
     RUN_FIELDS,
     attempt_from,
     attempt_values,
+    dead_letter_from,
     dt,
     event_from,
+    event_values,
     run_from,
     run_values,
     task_values,
@@ -224,6 +234,45 @@ class PostgresStore:
             )
         return event.id, seq is not None
 
+    async def ingest_many(
+        self,
+        events: Sequence[Event],
+        received_at: datetime,
+        cursor: tuple[str, Any] | None = None,
+    ) -> list[tuple[str, bool]]:
+        if not events and cursor is None:
+            return []
+        columns = list(zip(*(event_values(e, received_at) for e in events), strict=True))
+        arrays: list[list[Any]] = [list(c) for c in columns] if columns else [[]] * 7
+        key, value = cursor if cursor is not None else (None, None)
+        # One statement: the new rows and the cursor commit together or not at all.
+        with self._failing(f"ingest {len(events)} events") as pool:
+            rows = await pool.fetch(
+                "WITH new AS ("
+                " INSERT INTO events (id, source, type, subject, time, received_at, body)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+                " $5::text[], $6::text[], $7::text[])"
+                " ON CONFLICT (source, id) DO NOTHING RETURNING source, id),"
+                " saved AS ("
+                " INSERT INTO sensor_cursors (trigger_key, cursor, updated_at)"
+                " SELECT $8, $9, $10 WHERE $8::text IS NOT NULL"
+                " ON CONFLICT (trigger_key) DO UPDATE SET cursor = excluded.cursor,"
+                " updated_at = excluded.updated_at RETURNING 1)"
+                " SELECT source, id FROM new",
+                *arrays,
+                key,
+                json.dumps(value),
+                ts(received_at),
+            )
+        inserted = {(row["source"], row["id"]) for row in rows}
+        results = []
+        for event in events:
+            key_of = (event.source, event.id)
+            # The same event twice in one batch: only its first copy is new.
+            results.append((event.id, key_of in inserted))
+            inserted.discard(key_of)
+        return results
+
     async def get_event(self, source: str, event_id: str) -> StoredEvent | None:
         with self._failing(f"read event {event_id} from {source}") as pool:
             row = await pool.fetchrow(
@@ -307,6 +356,53 @@ class PostgresStore:
                     raise StoreError(f"run key {key} was neither created nor found")
                 admitted[index] = Admitted(run_from(found), False)
         return admitted
+
+    # Sensors
+
+    async def get_cursor(self, trigger_key: str) -> Any | None:
+        with self._failing(f"read the cursor of {trigger_key}") as pool:
+            value = await pool.fetchval(
+                "SELECT cursor FROM sensor_cursors WHERE trigger_key = $1", trigger_key
+            )
+        return json.loads(value) if value is not None else None
+
+    async def save_cursor(self, trigger_key: str, cursor: Any, at: datetime) -> None:
+        with self._failing(f"save the cursor of {trigger_key}") as pool:
+            await pool.execute(
+                "INSERT INTO sensor_cursors (trigger_key, cursor, updated_at) VALUES ($1,$2,$3)"
+                " ON CONFLICT (trigger_key) DO UPDATE SET cursor = excluded.cursor,"
+                " updated_at = excluded.updated_at",
+                trigger_key,
+                json.dumps(cursor),
+                ts(at),
+            )
+
+    async def add_dead_letter(self, letter: DeadLetter) -> int:
+        with self._failing(f"record a dead letter of {letter.trigger_key}") as pool:
+            seq = await pool.fetchval(
+                "INSERT INTO dead_letters (trigger_key, ref, reason, payload, time)"
+                " VALUES ($1,$2,$3,$4,$5) RETURNING seq",
+                letter.trigger_key,
+                letter.ref,
+                letter.reason,
+                json.dumps(letter.payload, default=str),
+                ts(letter.time),
+            )
+        return int(seq)
+
+    async def dead_letters(
+        self, trigger_key: str | None = None, *, limit: int = 100, before: int | None = None
+    ) -> list[DeadLetter]:
+        with self._failing("read dead letters") as pool:
+            rows = await pool.fetch(
+                f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters"
+                " WHERE ($1::text IS NULL OR trigger_key = $1)"
+                " AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3",
+                trigger_key,
+                before,
+                limit,
+            )
+        return [dead_letter_from(tuple(row)) for row in rows]
 
     # Pipelines
 

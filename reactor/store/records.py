@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 __all__ = [
     "AttemptRecord",
+    "DeadLetter",
     "EventOutcome",
     "LogLine",
     "ProcessRecord",
@@ -130,3 +131,26 @@ class EventOutcome:
     """What the rule engine decided for one event: per trigger, fired or why not."""
 
     decisions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Something a sensor received but could not turn into an event, and why."""
+
+    trigger_key: str
+    reason: str
+    payload: Any
+    time: datetime
+    #: Where it came from in its source (``topic/partition/offset``, a row key, ...).
+    ref: str | None = None
+    seq: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "trigger": self.trigger_key,
+            "ref": self.ref,
+            "reason": self.reason,
+            "payload": self.payload,
+            "time": self.time.isoformat(),
+        }

@@ -9,17 +9,20 @@ from typing import Any
 
 from reactor.events import Event
 from reactor.store.base import StoredEvent
-from reactor.store.records import AttemptRecord, RunRecord, TaskRecord
+from reactor.store.records import AttemptRecord, DeadLetter, RunRecord, TaskRecord
 
 __all__ = [
     "ATTEMPT_COLUMNS",
+    "DEAD_LETTER_COLUMNS",
     "EVENT_COLUMNS",
     "RUN_COLUMNS",
     "RUN_FIELDS",
     "attempt_from",
     "attempt_values",
+    "dead_letter_from",
     "dt",
     "event_from",
+    "event_values",
     "run_from",
     "run_values",
     "task_values",
@@ -36,6 +39,7 @@ ATTEMPT_COLUMNS = (
     "run_id, task_id, attempt, status, owner, started_at, heartbeat_at, ended_at, error, host, pid"
 )
 EVENT_COLUMNS = "seq, body, received_at, outcome"
+DEAD_LETTER_COLUMNS = "seq, trigger_key, ref, reason, payload, time"
 
 
 def ts(value: datetime | None) -> str | None:
@@ -152,4 +156,29 @@ def event_from(row: Mapping[str, Any]) -> StoredEvent:
         row["seq"],
         datetime.fromisoformat(row["received_at"]),
         json.loads(outcome) if outcome else None,
+    )
+
+
+def event_values(event: Event, received_at: datetime) -> tuple[Any, ...]:
+    """``(id, source, type, subject, time, received_at, body)`` of a new event row."""
+    return (
+        event.id,
+        event.source,
+        event.type,
+        event.subject,
+        ts(event.time),
+        ts(received_at),
+        event.to_json(),
+    )
+
+
+def dead_letter_from(row: Any) -> DeadLetter:
+    seq, trigger_key, ref, reason, payload, time = row
+    return DeadLetter(
+        trigger_key=trigger_key,
+        reason=reason,
+        payload=json.loads(payload),
+        time=datetime.fromisoformat(time),
+        ref=ref,
+        seq=seq,
     )

@@ -24,16 +24,26 @@ from reactor.events import Event
 from reactor.failpoints import hit
 from reactor.store.base import Admitted, StoredEvent
 from reactor.store.migrations import LATEST, MIGRATIONS, render
-from reactor.store.records import AttemptRecord, LogLine, ProcessRecord, RunRecord, TaskRecord
+from reactor.store.records import (
+    AttemptRecord,
+    DeadLetter,
+    LogLine,
+    ProcessRecord,
+    RunRecord,
+    TaskRecord,
+)
 from reactor.store.rows import (
     ATTEMPT_COLUMNS,
+    DEAD_LETTER_COLUMNS,
     EVENT_COLUMNS,
     RUN_COLUMNS,
     RUN_FIELDS,
     attempt_from,
     attempt_values,
+    dead_letter_from,
     dt,
     event_from,
+    event_values,
     run_from,
     run_values,
     task_values,
@@ -181,6 +191,15 @@ def _insert_run(conn: sqlite3.Connection, run: RunRecord) -> Admitted:
     return Admitted(run_from(row), False)
 
 
+def _save_cursor(conn: sqlite3.Connection, trigger_key: str, cursor: Any, at: datetime) -> None:
+    conn.execute(
+        "INSERT INTO sensor_cursors (trigger_key, cursor, updated_at) VALUES (?,?,?)"
+        " ON CONFLICT (trigger_key) DO UPDATE SET cursor = excluded.cursor,"
+        " updated_at = excluded.updated_at",
+        (trigger_key, json.dumps(cursor), ts(at)),
+    )
+
+
 class SqliteStore:
     """The default store; ``path`` may be ``:memory:`` only in tests of a single process."""
 
@@ -263,6 +282,29 @@ class SqliteStore:
 
         return await self._writer.call(op)
 
+    async def ingest_many(
+        self,
+        events: Sequence[Event],
+        received_at: datetime,
+        cursor: tuple[str, Any] | None = None,
+    ) -> list[tuple[str, bool]]:
+        rows = [event_values(event, received_at) for event in events]
+
+        def op(conn: sqlite3.Connection) -> list[tuple[str, bool]]:
+            results = []
+            for event, row in zip(events, rows, strict=True):
+                inserted = conn.execute(
+                    "INSERT INTO events (id, source, type, subject, time, received_at, body)"
+                    " VALUES (?,?,?,?,?,?,?) ON CONFLICT (source, id) DO NOTHING",
+                    row,
+                )
+                results.append((event.id, inserted.rowcount == 1))
+            if cursor is not None:
+                _save_cursor(conn, cursor[0], cursor[1], received_at)
+            return results
+
+        return await self._writer.call(op)
+
     async def get_event(self, source: str, event_id: str) -> StoredEvent | None:
         def op(conn: sqlite3.Connection) -> StoredEvent | None:
             row = conn.execute(
@@ -320,6 +362,52 @@ class SqliteStore:
             return admitted
 
         return await self._writer.call(op)
+
+    # Sensors
+
+    async def get_cursor(self, trigger_key: str) -> Any | None:
+        def op(conn: sqlite3.Connection) -> Any | None:
+            row = conn.execute(
+                "SELECT cursor FROM sensor_cursors WHERE trigger_key = ?", (trigger_key,)
+            ).fetchone()
+            return json.loads(row[0]) if row else None
+
+        return await self._reader.call(op)
+
+    async def save_cursor(self, trigger_key: str, cursor: Any, at: datetime) -> None:
+        await self._writer.call(lambda conn: _save_cursor(conn, trigger_key, cursor, at))
+
+    async def add_dead_letter(self, letter: DeadLetter) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            inserted = conn.execute(
+                "INSERT INTO dead_letters (trigger_key, ref, reason, payload, time)"
+                " VALUES (?,?,?,?,?)",
+                (
+                    letter.trigger_key,
+                    letter.ref,
+                    letter.reason,
+                    json.dumps(letter.payload, default=str),
+                    ts(letter.time),
+                ),
+            )
+            assert inserted.lastrowid is not None
+            return inserted.lastrowid
+
+        return await self._writer.call(op)
+
+    async def dead_letters(
+        self, trigger_key: str | None = None, *, limit: int = 100, before: int | None = None
+    ) -> list[DeadLetter]:
+        def op(conn: sqlite3.Connection) -> list[DeadLetter]:
+            rows = conn.execute(
+                f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters"
+                " WHERE (? IS NULL OR trigger_key = ?) AND (? IS NULL OR seq < ?)"
+                " ORDER BY seq DESC LIMIT ?",
+                (trigger_key, trigger_key, before, before, limit),
+            ).fetchall()
+            return [dead_letter_from(row) for row in rows]
+
+        return await self._reader.call(op)
 
     # Pipelines
 
