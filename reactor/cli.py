@@ -425,6 +425,57 @@ def runs(
     console.print(table)
 
 
+_SENSOR_STYLE = {"starting": "dim", "watching": "green", "failing": "red", "stopped": "dim"}
+
+
+@app.command()
+def sensors(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Show each sensor of a running service: state, events, lag, cursor, last error."""
+    from reactor.client import Client  # only the commands that talk to a service need httpx
+
+    try:
+        with Client(url) as client:
+            found = client.sensors()
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
+    table = Table(
+        Column("trigger", no_wrap=True),
+        "on",
+        "state",
+        "events",
+        "dupes",
+        "dead",
+        "lag",
+        "last event",
+        "cursor",
+        "message",
+    )
+    for item in found:
+        style = _SENSOR_STYLE.get(item["state"], "")
+        cursor = item["cursor"]
+        table.add_row(
+            item["trigger"],
+            item["on"],
+            f"[{style}]{item['state']}[/{style}]",
+            str(item["events"]),
+            str(item["duplicates"]),
+            str(item["dead_letters"]),
+            "" if item["lag"] is None else str(item["lag"]),
+            item["last_event_at"] or "",
+            "" if cursor is None else escape(json.dumps(cursor, default=str)[:40]),
+            escape(item["message"] or ""),
+        )
+    console.print(table)
+    if not found:
+        console.print("no sensors running")
+
+
 @app.command()
 def publish(
     type_: Annotated[str, typer.Argument(metavar="TYPE", help="The event type, e.g. orders.new")],

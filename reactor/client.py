@@ -162,6 +162,11 @@ def _wait_run(run_id: str, timeout: float, interval: float) -> _Operation[dict[s
         yield min(interval, left)
 
 
+def _sensors() -> _Operation[list[dict[str, Any]]]:
+    sensors: list[dict[str, Any]] = yield from _call(_Request("GET", "/api/sensors"))
+    return sensors
+
+
 def _health() -> _Operation[dict[str, Any]]:
     # A stopping service answers 503 with its health.
     health: dict[str, Any] = yield from _call(_Request("GET", "/healthz", ok=(200, 503)))
@@ -280,6 +285,10 @@ class Client(_Base):
         """The service's health (``status`` is ``ok`` when it accepts work)."""
         return self._drive(_health())
 
+    def sensors(self) -> list[dict[str, Any]]:
+        """Each sensor's state, counts, lag, cursor and last error."""
+        return self._drive(_sensors())
+
 
 class AsyncClient(_Base):
     """The same client for async code; use it with ``async with``."""
@@ -374,3 +383,7 @@ class AsyncClient(_Base):
     async def health(self) -> dict[str, Any]:
         """The service's health (``status`` is ``ok`` when it accepts work)."""
         return await self._drive(_health())
+
+    async def sensors(self) -> list[dict[str, Any]]:
+        """Each sensor's state, counts, lag, cursor and last error."""
+        return await self._drive(_sensors())

@@ -108,6 +108,18 @@ def _run_event(run: RunRecord, outputs: dict[str, Any]) -> Event:
     )
 
 
+def _redact(url: str | None) -> str | None:
+    """``url`` without a password, for showing which connection a sensor uses."""
+    if url is None or "://" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    user, at, host = authority.rpartition("@")
+    if at and ":" in user:
+        user = user.partition(":")[0] + ":***"
+    return f"{scheme}://{user}{at}{host}{slash}{path}"
+
+
 class _OnceStatus:
     """Passes ``started()`` on once, however often a supervised sensor restarts."""
 
@@ -405,6 +417,19 @@ class Reactor:
 
     def sensor_health(self) -> dict[str, SensorHealth]:
         return {key: slot.health for key, slot in self._sensors.items()}
+
+    def sensors(self) -> list[dict[str, Any]]:
+        """Every running sensor with its trigger and health, by trigger key."""
+        return [
+            {
+                "trigger": key,
+                "pipeline": key.partition("/")[0],
+                "on": slot.spec.on,
+                "connection": _redact(slot.connection),
+            }
+            | slot.health.to_json()
+            for key, slot in sorted(self._sensors.items())
+        ]
 
     async def _sync_sensors(self) -> None:
         assert self._tg is not None

@@ -113,6 +113,24 @@ def create_app(reactor: Reactor) -> FastAPI:
         health = reactor.health()
         return JSONResponse(health, status_code=503 if health["status"] == "stopping" else 200)
 
+    @app.get("/api/sensors")
+    async def sensors() -> list[dict[str, Any]]:
+        return reactor.sensors()
+
+    @app.get("/api/dead-letters")
+    async def dead_letters(
+        request: Request,
+        trigger: str | None = None,
+        limit: int = Query(100, ge=1, le=MAX_RUNS_PAGE),
+        cursor: int | None = Query(None, ge=1),
+    ) -> Response:
+        found = await reactor.store.dead_letters(trigger, limit=limit, before=cursor)
+        headers = {}
+        if len(found) == limit and found[-1].seq is not None:
+            url = request.url.include_query_params(cursor=found[-1].seq)
+            headers["Link"] = f'<{url}>; rel="next"'
+        return JSONResponse([letter.to_json() for letter in found], headers=headers)
+
     @app.get("/api/pipelines")
     async def pipelines() -> list[dict[str, Any]]:
         return [_pipeline_json(reactor, name) for name in sorted(reactor.pipelines)]
