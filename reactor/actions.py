@@ -25,6 +25,9 @@ class TaskRequest:
     log: Callable[[LogStream, str], None]
     #: Actions that start a process group report its id, so crash recovery can kill it.
     report_process: Callable[[int], Awaitable[None]] | None = None
+    #: The URL of a ``connection:`` (inline, or a name in ``reactor.yaml``); raises
+    #: :class:`reactor.errors.ConnectorError`.
+    connection: Callable[[str], str] | None = None
 
 
 class Action(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -21,14 +21,47 @@ from reactor.errors import ActionError
 from reactor.events import Event, logical_scope
 from reactor.failpoints import hit
 from reactor.pipelines import Pipeline, Task
-from reactor.store import AttemptRecord, LogLine, RunRecord, Store, TaskRecord
+from reactor.specs import TASK_EVENT_PREFIX, run_event_source
+from reactor.store import AttemptRecord, LogLine, RunRecord, Store, TaskEvent, TaskRecord
 from reactor.writes import TaskWriter
 
-__all__ = ["RunExecutor", "RunObserver"]
+__all__ = ["RunExecutor", "RunObserver", "TaskEventSink", "task_event"]
 
 logger = logging.getLogger("reactor.executor")
 
 _LOG_FLUSH_SECONDS = 0.2
+
+
+class TaskEventSink(Protocol):
+    """Where task state changes go as events (``reactor.task.<status>``)."""
+
+    def listens(self, event: Event) -> bool:
+        """Whether any trigger could match ``event`` (if not, it is stored as evaluated)."""
+        ...
+
+    async def task_events_stored(self, events: list[Event]) -> None:
+        """``events`` are durable and new: evaluate them."""
+        ...
+
+
+def task_event(run: RunRecord, record: TaskRecord, at: datetime) -> Event:
+    """``reactor.task.<status>``: one attempt of a task ended; its id names the attempt."""
+    return Event(
+        type=f"{TASK_EVENT_PREFIX}{record.status}",
+        source=run_event_source(run.pipeline),
+        id=f"{run.id}/{record.task_id}/{record.attempts}",
+        time=record.ended_at or at,
+        subject=f"{run.pipeline}/{record.task_id}",
+        data={
+            "pipeline": run.pipeline,
+            "run_id": run.id,
+            "task_id": record.task_id,
+            "status": record.status,
+            "attempts": record.attempts,
+            "output": record.output,
+            "error": record.error,
+        },
+    )
 
 
 class RunObserver(Protocol):
@@ -78,6 +111,8 @@ class RunExecutor:
         env: Mapping[str, str],
         observers: Sequence[RunObserver] = (),
         resume: Sequence[TaskRecord] | None = None,
+        task_events: TaskEventSink | None = None,
+        connection: Callable[[str], str] | None = None,
     ) -> None:
         self.run = run
         self.pipeline = pipeline
@@ -88,6 +123,7 @@ class RunExecutor:
         self.owner = owner
         self.env = env
         self.observers = observers
+        self.connection = connection
         self.records = {t: TaskRecord(run.id, t) for t in pipeline.order}
         self.cancel_scope = anyio.CancelScope()
         self._logs = _Logs(run.id, clock)
@@ -102,7 +138,10 @@ class RunExecutor:
                 self._dependants[need].append(task_id)
         # What templates see as ``tasks``: filled in as tasks finish.
         self._finished: dict[str, dict[str, Any]] = {}
-        self._writes = TaskWriter(store)
+        self._task_events = task_events
+        self._writes = TaskWriter(
+            store, task_events.task_events_stored if task_events is not None else None
+        )
         self._event_scope = self.events[0].scope() if self.events else None
         self._events_scope = [e.scope() for e in self.events]
         first = self.events[0] if self.events else None
@@ -132,7 +171,16 @@ class RunExecutor:
         self, tasks: Sequence[TaskRecord] = (), attempts: Sequence[AttemptRecord] = ()
     ) -> None:
         """Record task and attempt states as they are now, with the log lines so far."""
-        self._writes.submit(tasks, attempts, self._logs.take())
+        self._writes.submit(tasks, attempts, self._logs.take(), self._events_of(tasks))
+
+    def _events_of(self, tasks: Sequence[TaskRecord]) -> list[TaskEvent]:
+        """The events of the tasks among ``tasks`` that just ended."""
+        sink = self._task_events
+        if sink is None:
+            return []
+        now = self.clock.now()
+        events = [task_event(self.run, t, now) for t in tasks if t.status in FINAL_TASK_STATES]
+        return [TaskEvent(e, sink.listens(e), now) for e in events]
 
     # The run
 
@@ -320,6 +368,7 @@ class RunExecutor:
             base_dir=self.pipeline.base_dir,
             log=self._logs.sink(task.id, attempt.attempt),
             report_process=report_process,
+            connection=self.connection,
         )
         try:
             output = await run_with_timeout(
@@ -379,7 +428,9 @@ class RunExecutor:
         if lines:
             await self.store.append_logs(lines)
         if changed:
-            await self.store.save_tasks(changed, attempts)
+            new = await self.store.save_tasks(changed, attempts, self._events_of(changed))
+            if new and self._task_events is not None:
+                await self._task_events.task_events_stored(new)
             for record in changed:
                 self._task_changed(record)
         self.run.status = status

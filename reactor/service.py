@@ -730,6 +730,8 @@ class Reactor:
             env=self.env,
             observers=self.observers,
             resume=resume,
+            task_events=self,
+            connection=self.connection,
         )
         self._runs[run.id] = executor
         self._run_slots.acquire(run.pipeline, run.id)
@@ -766,6 +768,23 @@ class Reactor:
             done = self._run_done.pop(run.id, None)
             if done is not None:
                 done.set()
+
+    # Task events (reactor.executor.TaskEventSink)
+
+    def listens(self, event: Event) -> bool:
+        return self.settings.chain and any(
+            trigger.spec.accepts(event) for trigger, _ in self._rules.candidates(event)
+        )
+
+    async def task_events_stored(self, events: list[Event]) -> None:
+        """Hand new task events to the rule loop; while stopping they wait for the next start."""
+        if self._stopping:
+            return
+        try:
+            for event in events:
+                await self._bus.publish(_Envelope(event))
+        except anyio.ClosedResourceError:
+            pass
 
     async def _emit_run_event(self, run: RunRecord, outputs: dict[str, Any]) -> None:
         """Make the end of ``run`` an event (for ``on: pipeline``); logs, never raises.

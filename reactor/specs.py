@@ -105,16 +105,20 @@ class EventTriggerSpec(TriggerSpec):
         return EventFilter(self.type, self.source)
 
     def accepts(self, event: Event) -> bool:
-        # Run ends are for ``on: pipeline``: a broad glob such as "*" would otherwise
-        # start a run whenever a run ends, its own runs included, without end.
-        if event.type.startswith(RUN_EVENT_PREFIX):
-            return self.type.startswith(RUN_EVENT_PREFIX)
+        # Run and task ends match only a type written for them (``reactor.run.*``,
+        # ``reactor.task.failed``): a broad glob such as "*" would otherwise start a run
+        # whenever a run or task ends, its own included, without end.
+        for prefix in (RUN_EVENT_PREFIX, TASK_EVENT_PREFIX):
+            if event.type.startswith(prefix):
+                return self.type.startswith(prefix)
         return True
 
 
 #: Run events: ``reactor.run.<status>`` from ``reactor/pipelines/<pipeline>``, id = the run id.
 RUN_EVENT_PREFIX = "reactor.run."
 RunEndStatus = Literal["succeeded", "failed", "cancelled"]
+#: Task events: ``reactor.task.<status>`` from the same source, id ``run/task/attempt``.
+TASK_EVENT_PREFIX = "reactor.task."
 
 
 def run_event_source(pipeline: str) -> str:

@@ -10,12 +10,13 @@ it ran on: they are in the same or an earlier transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 import anyio
 
-from reactor.store import AttemptRecord, LogLine, Store, TaskRecord
+from reactor.events import Event
+from reactor.store import AttemptRecord, LogLine, Store, TaskEvent, TaskRecord
 
 __all__ = ["TaskWriter"]
 
@@ -23,11 +24,18 @@ __all__ = ["TaskWriter"]
 class TaskWriter:
     """Queues task, attempt and log writes of one run; :meth:`run` writes them in batches."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        on_events: Callable[[list[Event]], Awaitable[None]] | None = None,
+    ) -> None:
         self._store = store
+        #: Told the task events that were stored new and need the rule engine.
+        self._on_events = on_events
         self._tasks: dict[str, TaskRecord] = {}
         self._attempts: dict[tuple[str, int], AttemptRecord] = {}
         self._logs: list[LogLine] = []
+        self._events: list[TaskEvent] = []
         self._queued = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
@@ -38,6 +46,7 @@ class TaskWriter:
         tasks: Sequence[TaskRecord] = (),
         attempts: Sequence[AttemptRecord] = (),
         logs: Sequence[LogLine] = (),
+        events: Sequence[TaskEvent] = (),
     ) -> None:
         """Queue the records as they are now (copied: the caller goes on changing them)."""
         for task in tasks:
@@ -45,11 +54,12 @@ class TaskWriter:
         for attempt in attempts:
             self._attempts[(attempt.task_id, attempt.attempt)] = replace(attempt)
         self._logs.extend(logs)
+        self._events.extend(events)
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         self._queued.set()
 
     def _pending(self) -> bool:
-        return bool(self._tasks or self._attempts or self._logs)
+        return bool(self._tasks or self._attempts or self._logs or self._events)
 
     async def run(self) -> None:
         """Write batches until cancelled; a failure is kept for :meth:`drain` to raise."""
@@ -60,13 +70,16 @@ class TaskWriter:
                 tasks, self._tasks = list(self._tasks.values()), {}
                 attempts, self._attempts = list(self._attempts.values()), {}
                 logs, self._logs = self._logs, []
+                events, self._events = self._events, []
                 # A batch that started is finished even if its run is being cancelled.
                 with anyio.CancelScope(shield=True):
                     try:
                         if logs:
                             await self._store.append_logs(logs)
-                        if tasks or attempts:
-                            await self._store.save_tasks(tasks, attempts)
+                        if tasks or attempts or events:
+                            new = await self._store.save_tasks(tasks, attempts, events)
+                            if new and self._on_events is not None:
+                                await self._on_events(new)
                     except Exception as exc:
                         self.failure = self.failure or exc
             self._idle.set()

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reactor.errors import StoreError
-from reactor.store.base import Admitted, Store, StoredEvent
+from reactor.store.base import Admitted, Store, StoredEvent, TaskEvent
 from reactor.store.records import AttemptRecord, LogLine, RunRecord, TaskRecord
 from reactor.store.sqlite import SqliteStore
 
@@ -22,6 +22,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoredEvent",
+    "TaskEvent",
     "TaskRecord",
     "open_store",
 ]

@@ -17,7 +17,7 @@ from reactor.store.records import (
     TaskRecord,
 )
 
-__all__ = ["Admitted", "Store", "StoredEvent"]
+__all__ = ["Admitted", "Store", "StoredEvent", "TaskEvent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,16 @@ class StoredEvent:
     seq: int
     received_at: datetime
     outcome: list[dict[str, Any]] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """A task's state change as an event; ``evaluate`` is ``False`` when no trigger can
+    match it, and it is then stored as evaluated (with no decisions) at ``at``."""
+
+    event: Event
+    evaluate: bool
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +151,16 @@ class Store(Protocol):
 
     # Tasks
     async def save_tasks(
-        self, tasks: Sequence[TaskRecord], attempts: Sequence[AttemptRecord] = ()
-    ) -> None: ...
+        self,
+        tasks: Sequence[TaskRecord],
+        attempts: Sequence[AttemptRecord] = (),
+        events: Sequence[TaskEvent] = (),
+    ) -> list[Event]:
+        """Save task and attempt states and the events they make, in one transaction.
+
+        Returns the events that were new and still need the rule engine (``evaluate``).
+        """
+        ...
 
     async def task_runs(self, run_id: str) -> list[TaskRecord]: ...
 

@@ -23,7 +23,7 @@ import asyncpg
 
 from reactor.errors import StoreError
 from reactor.events import Event
-from reactor.store.base import Admitted, StoredEvent
+from reactor.store.base import Admitted, StoredEvent, TaskEvent
 from reactor.store.migrations import LATEST, MIGRATIONS, render
 from reactor.store.records import (
     AttemptRecord,
@@ -534,18 +534,36 @@ class PostgresStore:
     # Tasks
 
     async def save_tasks(
-        self, tasks: Sequence[TaskRecord], attempts: Sequence[AttemptRecord] = ()
-    ) -> None:
-        if not tasks and not attempts:
-            return
-        # One statement (so one round trip and one implicit transaction) for both tables;
-        # PostgreSQL refuses to upsert a row twice in one statement, so repeats are merged
-        # first into what saving them one after the other would leave.
+        self,
+        tasks: Sequence[TaskRecord],
+        attempts: Sequence[AttemptRecord] = (),
+        events: Sequence[TaskEvent] = (),
+    ) -> list[Event]:
+        if not tasks and not attempts and not events:
+            return []
+        # One statement (so one round trip and one implicit transaction) for all three
+        # tables; PostgreSQL refuses to upsert a row twice in one statement, so repeats are
+        # merged first into what saving them one after the other would leave.
         task_rows = [task_values(t) for t in _latest_tasks(tasks)]
         attempt_rows = [attempt_values(a) for a in _merged_attempts(attempts)]
-        run_id = (tasks[0] if tasks else attempts[0]).run_id
-        with self._failing(f"save the tasks of run {run_id}") as pool:
-            await pool.execute(_SAVE_TASKS, *_columns(task_rows, 8), *_columns(attempt_rows, 11))
+        event_rows = [
+            (
+                *event_values(e.event, e.at),
+                None if e.evaluate else ts(e.at),
+                None if e.evaluate else "[]",
+            )
+            for e in {(e.event.source, e.event.id): e for e in events}.values()
+        ]
+        first = tasks[0].run_id if tasks else attempts[0].run_id if attempts else "?"
+        with self._failing(f"save the tasks of run {first}") as pool:
+            rows = await pool.fetch(
+                _SAVE_TASKS,
+                *_columns(task_rows, 8),
+                *_columns(attempt_rows, 11),
+                *_columns(event_rows, 9),
+            )
+        inserted = {(row["source"], row["id"]) for row in rows}
+        return [e.event for e in events if e.evaluate and (e.event.source, e.event.id) in inserted]
 
     async def task_runs(self, run_id: str) -> list[TaskRecord]:
         # SQLite breaks ties by rowid (insertion order); PostgreSQL has no such column, so
@@ -673,18 +691,29 @@ WITH saved_tasks AS (
     ON CONFLICT (run_id, task_id) DO UPDATE SET status = excluded.status,
         attempts = excluded.attempts, started_at = excluded.started_at,
         ended_at = excluded.ended_at, output = excluded.output, error = excluded.error
+), saved_attempts AS (
+    INSERT INTO task_attempts (
+        run_id, task_id, attempt, status, owner, started_at, heartbeat_at, ended_at, error, host,
+        pid
+    )
+    SELECT * FROM unnest(
+        $9::text[], $10::text[], $11::integer[], $12::text[], $13::text[], $14::text[],
+        $15::text[], $16::text[], $17::text[], $18::text[], $19::integer[]
+    )
+    ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET status = excluded.status,
+        heartbeat_at = excluded.heartbeat_at, ended_at = excluded.ended_at,
+        error = excluded.error, host = coalesce(excluded.host, task_attempts.host),
+        pid = coalesce(excluded.pid, task_attempts.pid)
 )
-INSERT INTO task_attempts (
-    run_id, task_id, attempt, status, owner, started_at, heartbeat_at, ended_at, error, host, pid
+INSERT INTO events (
+    id, source, type, subject, time, received_at, body, evaluated_at, outcome
 )
 SELECT * FROM unnest(
-    $9::text[], $10::text[], $11::integer[], $12::text[], $13::text[], $14::text[], $15::text[],
-    $16::text[], $17::text[], $18::text[], $19::integer[]
+    $20::text[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[],
+    $27::text[], $28::text[]
 )
-ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET status = excluded.status,
-    heartbeat_at = excluded.heartbeat_at, ended_at = excluded.ended_at, error = excluded.error,
-    host = coalesce(excluded.host, task_attempts.host),
-    pid = coalesce(excluded.pid, task_attempts.pid)
+ON CONFLICT (source, id) DO NOTHING
+RETURNING source, id
 """
 
 

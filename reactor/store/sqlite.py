@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from reactor.errors import StoreError
 from reactor.events import Event
 from reactor.failpoints import hit
-from reactor.store.base import Admitted, StoredEvent
+from reactor.store.base import Admitted, StoredEvent, TaskEvent
 from reactor.store.migrations import LATEST, MIGRATIONS, render
 from reactor.store.records import (
     AttemptRecord,
@@ -527,12 +527,23 @@ class SqliteStore:
     # Tasks
 
     async def save_tasks(
-        self, tasks: Sequence[TaskRecord], attempts: Sequence[AttemptRecord] = ()
-    ) -> None:
+        self,
+        tasks: Sequence[TaskRecord],
+        attempts: Sequence[AttemptRecord] = (),
+        events: Sequence[TaskEvent] = (),
+    ) -> list[Event]:
         task_rows = [task_values(t) for t in tasks]
         attempt_rows = [attempt_values(a) for a in attempts]
+        event_rows = [
+            (
+                *event_values(e.event, e.at),
+                None if e.evaluate else ts(e.at),
+                None if e.evaluate else "[]",
+            )
+            for e in events
+        ]
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: sqlite3.Connection) -> list[Event]:
             conn.executemany(
                 "INSERT INTO task_runs VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, task_id)"
                 " DO UPDATE SET status = excluded.status, attempts = excluded.attempts,"
@@ -548,8 +559,19 @@ class SqliteStore:
                 " pid = coalesce(excluded.pid, pid)",
                 attempt_rows,
             )
+            new = []
+            for task_event, row in zip(events, event_rows, strict=True):
+                inserted = conn.execute(
+                    "INSERT INTO events (id, source, type, subject, time, received_at, body,"
+                    " evaluated_at, outcome) VALUES (?,?,?,?,?,?,?,?,?)"
+                    " ON CONFLICT (source, id) DO NOTHING",
+                    row,
+                )
+                if inserted.rowcount == 1 and task_event.evaluate:
+                    new.append(task_event.event)
+            return new
 
-        await self._writer.call(op)
+        return await self._writer.call(op)
 
     async def task_runs(self, run_id: str) -> list[TaskRecord]:
         def op(conn: sqlite3.Connection) -> list[TaskRecord]:

@@ -9,8 +9,9 @@ import pytest
 from helpers import Recorder
 
 from reactor.errors import StoreError
+from reactor.events import Event
 from reactor.service import Reactor, Settings
-from reactor.store import SqliteStore
+from reactor.store import SqliteStore, TaskEvent
 from reactor.store.records import AttemptRecord, TaskRecord
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -22,11 +23,14 @@ class FailingTaskWrites(SqliteStore):
     failing = False
 
     async def save_tasks(
-        self, tasks: Sequence[TaskRecord], attempts: Sequence[AttemptRecord] = ()
-    ) -> None:
+        self,
+        tasks: Sequence[TaskRecord],
+        attempts: Sequence[AttemptRecord] = (),
+        events: Sequence[TaskEvent] = (),
+    ) -> list[Event]:
         if self.failing:
             raise StoreError("SQLite: disk I/O error")
-        await super().save_tasks(tasks, attempts)
+        return await super().save_tasks(tasks, attempts, events)
 
 
 async def test_a_store_outage_mid_run_fails_the_run_and_tells_observers(

@@ -9,7 +9,8 @@ import anyio
 import pytest
 
 from reactor.errors import StoreError
-from reactor.store import AttemptRecord, LogLine, RunRecord, Store, TaskRecord
+from reactor.events import Event
+from reactor.store import AttemptRecord, LogLine, RunRecord, Store, TaskEvent, TaskRecord
 from reactor.writes import TaskWriter
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -65,8 +66,11 @@ class BrokenStore:
     """A store whose task writes fail, to see the failure reach drain()."""
 
     async def save_tasks(
-        self, tasks: Sequence[TaskRecord], attempts: Sequence[AttemptRecord] = ()
-    ) -> None:
+        self,
+        tasks: Sequence[TaskRecord],
+        attempts: Sequence[AttemptRecord] = (),
+        events: Sequence[TaskEvent] = (),
+    ) -> list[Event]:
         raise StoreError("SQLite: database is locked")
 
     async def append_logs(self, lines: Sequence[LogLine]) -> None:
