@@ -1,4 +1,4 @@
-"""The file sensor on real folders: matching, dedupe across restarts, settling, a missing folder."""
+"""The file sensor on real folders: matching, ignore, on_change across restarts, settling."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ params:
 triggers:
   - on: file
     path: {folder}
-    pattern: "*.csv"
+    pattern: {pattern}
     settle: {settle}
-    params:
+{extra}    params:
       path: "{{{{ event.data.path }}}}"
       name: "{{{{ event.data.name }}}}"
       size: "{{{{ event.data.size }}}}"
@@ -39,8 +39,19 @@ tasks:
 """
 
 
-def write_inbox_pipeline(write_pipeline, *, folder: str = "./inbox", settle: str = "0.2s") -> None:
-    write_pipeline("inbox.yaml", PIPELINE.format(folder=folder, settle=settle))
+def write_inbox_pipeline(
+    write_pipeline,
+    *,
+    folder: str = "./inbox",
+    settle: str = "0.2s",
+    pattern: str = '"*.csv"',
+    extra: str = "",
+) -> None:
+    lines = "".join(f"    {line}\n" for line in extra.splitlines())
+    write_pipeline(
+        "inbox.yaml",
+        PIPELINE.format(folder=folder, settle=settle, pattern=pattern, extra=lines),
+    )
 
 
 async def watching(reactor: Reactor, key: str = "inbox/file") -> None:
@@ -93,6 +104,44 @@ async def test_matching_file_starts_exactly_one_run_with_an_absolute_path(
     assert health.events == 1
 
 
+async def test_several_patterns_ignore_globs_and_subfolders(
+    write_pipeline, pipelines_dir, start_reactor, store, recorder: Recorder
+) -> None:
+    write_inbox_pipeline(
+        write_pipeline,
+        pattern='["*.csv", "*.json"]',
+        extra='recursive: true\nignore: ["skip-*", archive, "drafts/old/*"]',
+    )
+    inbox = pipelines_dir / "inbox"
+    for sub in ["archive", "sub", "drafts/old", ".cache"]:
+        (inbox / sub).mkdir(parents=True)
+    async with start_reactor() as reactor:
+        await watching(reactor)
+        for name in [
+            "notes.txt",
+            "skip-1.csv",
+            "archive/a.csv",
+            "drafts/old/b.csv",
+            ".cache/c.csv",
+            ".hidden.json",
+            "orders.csv",
+            "sub/nested.csv",
+            "drafts/kept.json",
+        ]:
+            (inbox / name).write_text("x\n")
+        await recorder.wait_finished(3)
+        # Anything else would have run by the time a later file did.
+        (inbox / "last.csv").write_text("x\n")
+        await recorder.wait_finished(4)
+
+    runs = await all_runs(store)
+    assert sorted(r.params["path"] for r in runs) == sorted(
+        str((inbox / name).resolve())
+        for name in ["orders.csv", "sub/nested.csv", "drafts/kept.json", "last.csv"]
+    )
+    assert all(r.status == "succeeded" for r in runs)
+
+
 async def test_files_present_at_start_are_picked_up_once_even_across_restarts(
     write_pipeline, pipelines_dir, start_reactor, store, recorder: Recorder
 ) -> None:
@@ -104,9 +153,39 @@ async def test_files_present_at_start_are_picked_up_once_even_across_restarts(
         await recorder.wait_finished(1)
     assert [r.params["name"] for r in await all_runs(store)] == ["early.csv"]
 
+    # Rewritten while the service was down: with the default on_change: ignore,
+    # the same path is no new arrival.
+    with (inbox / "early.csv").open("a") as handle:
+        handle.write("2\n")
     async with start_reactor() as reactor:
         await watching(reactor)
         # A new file is a marker: once it ran, the restarted sensor has long seen early.csv.
+        (inbox / "marker.csv").write_text("id\n2\n")
+        await wait_for(lambda: len(recorder.finished()) == 2, message="the marker's run")
+
+        # Rewritten while watched: still not a new arrival.
+        with (inbox / "early.csv").open("a") as handle:
+            handle.write("3\n")
+        (inbox / "marker2.csv").write_text("id\n3\n")
+        await wait_for(lambda: len(recorder.finished()) == 3, message="the second marker's run")
+
+    assert [r.params["size"] for r in await runs_for(store, "early.csv")] == [5]
+    assert len(await runs_for(store, "marker.csv")) == 1
+    assert all(r.status == "succeeded" for r in await all_runs(store))
+
+
+async def test_with_on_change_retrigger_each_new_version_runs_once_across_restarts(
+    write_pipeline, pipelines_dir, start_reactor, store, recorder: Recorder
+) -> None:
+    write_inbox_pipeline(write_pipeline, extra="on_change: retrigger")
+    inbox = pipelines_dir / "inbox"
+    inbox.mkdir()
+    (inbox / "early.csv").write_text("id\n1\n")
+    async with start_reactor():
+        await recorder.wait_finished(1)
+
+    async with start_reactor() as reactor:
+        await watching(reactor)
         (inbox / "marker.csv").write_text("id\n2\n")
         await wait_for(lambda: len(recorder.finished()) == 2, message="the marker's run")
         assert len(await runs_for(store, "early.csv")) == 1
