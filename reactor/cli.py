@@ -242,7 +242,8 @@ def serve(
     _setup_logging(verbose)
     config = _load_config(folder)
     spec = config.spec
-    store = _pick(store, _configured_store(config, folder), None)
+    # Only read when no flag gave one: an unset env:VAR under store: must not stop --store.
+    store = store if store is not None else _configured_store(config, folder)
     address = None if no_http else _parse_http(_pick(http, spec.http, "127.0.0.1:8080"))
     heartbeat = _pick(heartbeat, spec.heartbeat, 5.0)
     lease = _pick(lease, spec.lease, 15.0)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
 from reactor.durations import Duration
 from reactor.errors import ConnectorError, SpecError, SpecErrorGroup, SpecProblem
@@ -76,31 +76,52 @@ class LimitsSpec(Spec):
     bus_capacity: int = Field(1024, ge=1)
 
 
+def _connection_name(name: str) -> str:
+    if not re.match(NAME_PATTERN, name):
+        raise ValueError("a connection name takes letters, digits, _ . - (and no other)")
+    return name
+
+
+def _connection_target(target: str) -> str:
+    if target.startswith("env:"):
+        if not target[4:]:
+            raise ValueError("env: needs a variable name (env:WAREHOUSE_URL)")
+        return target
+    if not is_url(target):
+        raise ValueError(f"{target!r} is neither a URL (scheme://...) nor env:VARIABLE")
+    return target
+
+
+def _address(value: str) -> str:
+    _, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
+    return value
+
+
+def _empty_section(value: Any) -> Any:
+    # ``limits:`` with nothing under it reads as null: the section's defaults.
+    return {} if value is None else value
+
+
+ConnectionName = Annotated[str, AfterValidator(_connection_name)]
+ConnectionTarget = Annotated[str, AfterValidator(_connection_target)]
+#: The same floor as ``--heartbeat``/``--lease``: 0 would make the heartbeat spin.
+Interval = Annotated[Duration, Field(ge=0.1)]
+
+
 class ConfigSpec(Spec):
     """The whole ``reactor.yaml``; every key is optional."""
 
     store: str | None = None
-    http: str | None = None
+    http: Annotated[str, AfterValidator(_address)] | None = None
     grace: Duration | None = None
-    heartbeat: Duration | None = None
-    lease: Duration | None = None
-    limits: LimitsSpec = LimitsSpec()
-    connections: dict[str, str] = {}
-
-    @field_validator("connections")
-    @classmethod
-    def _connection_values(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, target in value.items():
-            if not re.match(NAME_PATTERN, name):
-                raise ValueError(f"connection name {name!r}: use letters, digits, _ . -")
-            if not (is_url(target) or target.startswith("env:")):
-                raise ValueError(
-                    f"connection {name!r}: {target!r} is neither a URL (scheme://...) nor"
-                    " env:VARIABLE"
-                )
-            if target.startswith("env:") and not target[4:]:
-                raise ValueError(f"connection {name!r}: env: needs a variable name")
-        return value
+    heartbeat: Interval | None = None
+    lease: Interval | None = None
+    limits: Annotated[LimitsSpec, BeforeValidator(_empty_section)] = LimitsSpec()
+    connections: Annotated[
+        dict[ConnectionName, ConnectionTarget], BeforeValidator(_empty_section)
+    ] = {}
 
 
 @dataclass(frozen=True)
@@ -166,15 +187,13 @@ def load_config(folder: Path, *, display: str | None = None) -> Config:
     except ValidationError as exc:
         problems: list[SpecProblem] = []
         for error in exc.errors():
-            loc = tuple(error["loc"])
+            # A bad connection name is reported at its own line, not at ``[key]``.
+            loc = tuple(part for part in error["loc"] if part != "[key]")
             message = str(error["msg"]).removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                message = (
-                    "unknown setting; reactor.yaml takes store, http, grace, heartbeat, lease,"
-                    " limits, connections"
-                    if len(loc) == 1
-                    else "unknown setting"
-                )
+                section = ConfigSpec if len(loc) == 1 else LimitsSpec
+                message = f"unknown setting; {'.'.join(map(str, loc[:-1])) or SETTINGS_FILE}"
+                message += f" takes {', '.join(section.model_fields)}"
             problems.append(doc.problem(loc, message))
         problems.sort(key=lambda p: p.line or 0)
         raise SpecErrorGroup(problems) from exc

@@ -10,9 +10,11 @@ import json
 import re
 import shlex
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from reactor.errors import ExpressionError
@@ -89,8 +91,50 @@ class Expression:
             raise _explain(self.source, exc) from exc
         return result
 
+    def operands(self, scope: Mapping[str, Any]) -> dict[str, Any]:
+        """The value of each name and attribute path the expression reads, such as
+        ``{"event.data.amount": 42}``: what a "why not" shows next to a false condition.
+        A path that cannot be read is shown as ``"<undefined>"``."""
+        values: dict[str, Any] = {}
+        for path in _paths(self.source):
+            try:
+                values[path] = Expression(path).evaluate(scope)
+            except ExpressionError:
+                values[path] = "<undefined>"
+        return values
+
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
+
+
+@lru_cache(maxsize=1024)
+def _paths(source: str) -> tuple[str, ...]:
+    """The longest ``name.attr[key]`` paths in an expression, in order of appearance."""
+    body = _TEXT_ENV.parse("{{ " + source + " }}")
+    found: list[str] = []
+
+    def path_of(node: nodes.Node) -> str | None:
+        if isinstance(node, nodes.Name):
+            return node.name
+        if isinstance(node, nodes.Getattr):
+            inner = path_of(node.node)
+            return f"{inner}.{node.attr}" if inner else None
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            inner = path_of(node.node)
+            return f"{inner}[{node.arg.value!r}]" if inner else None
+        return None
+
+    def visit(node: nodes.Node) -> None:
+        path = path_of(node)
+        if path is not None:
+            if path not in found:
+                found.append(path)
+            return
+        for child in node.iter_child_nodes():
+            visit(child)
+
+    visit(body)
+    return tuple(found)
 
 
 class Template:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from reactor.errors import ExpressionError, ParamError
 from reactor.events import Event, content_id, logical_scope
@@ -13,7 +13,20 @@ from reactor.params import check_params
 from reactor.pipelines import Pipeline, Trigger
 from reactor.specs import EventFilter
 
-__all__ = ["Decision", "RuleEngine", "run_key"]
+__all__ = ["Decision", "Outcome", "RuleEngine", "run_key"]
+
+
+#: What happened to an event at one trigger: ``fired`` (a run), or why not. The service
+#: adds what admission and grouping decide (``skipped``, ``deduplicated``, ...).
+Outcome = Literal[
+    "fired",
+    "not_accepted",
+    "condition_false",
+    "condition_error",
+    "params_invalid",
+    "skipped",
+    "not_started",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,15 +38,22 @@ class Decision:
     fired: bool
     reason: str
     params: dict[str, Any] | None = None
+    outcome: str = "fired"
+    #: The values a false or failing condition read (``{"event.data.amount": 42}``).
+    values: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        record = {
             "trigger": self.trigger,
             "pipeline": self.pipeline,
             "fired": self.fired,
+            "outcome": self.outcome,
             "reason": self.reason,
             "params": self.params,
         }
+        if self.values is not None:
+            record["values"] = self.values
+        return record
 
 
 def run_key(trigger_key: str, event: Event) -> str:
@@ -67,22 +87,45 @@ class RuleEngine:
 
 
 def decide(trigger: Trigger, pipeline: Pipeline, event: Event, env: Mapping[str, str]) -> Decision:
-    def no(reason: str) -> Decision:
-        return Decision(trigger.key, pipeline.name, False, reason)
+    def no(outcome: str, reason: str, values: dict[str, Any] | None = None) -> Decision:
+        return Decision(trigger.key, pipeline.name, False, reason, None, outcome, values)
 
     if not trigger.spec.accepts(event):
-        return no("event not accepted by the trigger")
+        return no("not_accepted", "event not accepted by the trigger")
     scope = {"event": event.scope(), "env": env, "logical": logical_scope(event, event.time)}
     if trigger.when is not None:
         try:
             result = trigger.when.evaluate(scope)
         except ExpressionError as exc:
-            return no(f"when: {exc}")
+            return no("condition_error", f"when: {exc}", _shown(trigger.when.operands(scope)))
         if not result:
-            return no(f"when: {trigger.when.source!r} is false")
+            values = _shown(trigger.when.operands(scope))
+            read = ", ".join(f"{k} = {v!r}" for k, v in values.items() if k not in _ROOTS)
+            return no(
+                "condition_false",
+                f"when: {trigger.when.source!r} is false" + (f" ({read})" if read else ""),
+                values,
+            )
     try:
         rendered = trigger.params.render(scope)
         params = check_params(pipeline.params, rendered)
     except (ExpressionError, ParamError) as exc:
-        return no(f"params: {exc}")
+        return no("params_invalid", f"params: {exc}")
     return Decision(trigger.key, pipeline.name, True, "matched", params)
+
+
+#: Whole scopes are not worth showing as a condition's values.
+_ROOTS = frozenset({"event", "env", "logical", "params", "tasks"})
+_SHOWN_LIMIT = 200
+
+
+def _shown(values: dict[str, Any]) -> dict[str, Any]:
+    """Values as recorded with an outcome: no whole scopes (``env`` holds secrets), and
+    long values cut short."""
+    shown: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in _ROOTS or key.startswith("env."):
+            continue
+        text = repr(value)
+        shown[key] = value if len(text) <= _SHOWN_LIMIT else text[:_SHOWN_LIMIT] + "..."
+    return shown

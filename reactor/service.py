@@ -186,6 +186,7 @@ class Reactor:
         self._sensors: dict[str, _SensorSlot] = {}
         self._bus = Bus[_Envelope](self.settings.bus_capacity)
         self._rule_inbox = self._bus.subscribe()
+        self._rule_loop_done = anyio.Event()
         self._tg: TaskGroup | None = None
         self._grace_over = anyio.Event()
         self._waiting_for_runs: anyio.CancelScope | None = None
@@ -267,6 +268,8 @@ class Reactor:
                     slot.health.state = "stopped"
                 self._sensors.clear()
                 self._bus.close()
+                # What the sensors and the API handed in before is evaluated and recorded.
+                await self._rule_loop_done.wait()
                 with anyio.move_on_after(self.settings.grace) as waiting:
                     self._waiting_for_runs = waiting
                     while self._runs and not self._grace_over.is_set():
@@ -567,6 +570,12 @@ class Reactor:
         return PublishResult(event_id, False, envelope.run_ids)
 
     async def _rule_loop(self) -> None:
+        try:
+            await self._rule_loop_body()
+        finally:
+            self._rule_loop_done.set()
+
+    async def _rule_loop_body(self) -> None:
         async with self._rule_inbox:
             while True:
                 try:
@@ -648,6 +657,7 @@ class Reactor:
             plan = self._plan(pipeline, planned_here[pipeline.name])
             if plan == "skip":
                 record["fired"] = False
+                record["outcome"] = "skipped"
                 record["reason"] = (
                     f"skipped: {pipeline.spec.concurrency.max_active_runs} runs active"
                     " (on_overlap: skip)"
@@ -699,9 +709,13 @@ class Reactor:
         )
 
     def _admit(self, run: RunRecord, plan: str, events: list[Event]) -> None:
-        self._run_done[run.id] = anyio.Event()
         for observer in self.observers:
             observer.run_changed(run)
+        if self._stopping:
+            # Events drained while stopping: the run stays queued in the store and the
+            # next start runs it (a run started now would only be cut off).
+            return
+        self._run_done[run.id] = anyio.Event()
         if plan == "start":
             self._start(run, events)
             return
@@ -816,6 +830,7 @@ class Reactor:
             record = decision.to_json()
             if decision.fired:
                 record["fired"] = False
+                record["outcome"] = "not_started"
                 record["reason"] = "not started: reactor run starts only the pipeline it runs"
             outcome.append(record)
         await self.store.record_outcome(event, outcome, [], self.clock.now())

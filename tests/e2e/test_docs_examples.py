@@ -3,8 +3,10 @@
 - Each ```yaml block of README.md and docs/*.md is a pipeline that `reactor validate`
   accepts, unless the line before it says `<!-- fragment -->` (then it only has to
   be YAML) or `<!-- invalid -->` (then validate must fail with exactly the lines of
-  the ```text block that follows it). `<!-- file: PATH -->` says the block is a copy
-  of that file of the repository, and it must stay one.
+  the ```text block that follows it). A block whose first line is `# reactor.yaml`
+  is a settings file: `load_config` and `reactor validate` must accept it.
+  `<!-- file: PATH -->` says the block is a copy of that file of the repository,
+  and it must stay one.
 - Every folder under examples/ validates, and every pipeline in it runs with
   `reactor run` and succeeds; the events example is also served and fed events.
 - docs/cli.md names every command, option and variable of `reactor`; docs/api.md
@@ -36,12 +38,14 @@ from typer.testing import CliRunner
 
 from reactor.api import create_app
 from reactor.cli import app
+from reactor.config import SETTINGS_FILE, load_config
+from reactor.errors import SpecErrorGroup
 from reactor.pipelines import load_folder
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
 SAMPLE_CSV = Path("sample") / "orders-sample.csv"
 
@@ -75,6 +79,18 @@ EXAMPLE_RUNS: dict[str, list[tuple[str, dict[str, str], str]]] = {
             "deploy_on_push",
             {"ref": "refs/heads/main", "commit": "abc123"},
             'task deploy succeeded output="deploying abc123 from refs/heads/main"',
+        ),
+    ],
+    "file_batches": [
+        (
+            "load_export",
+            {
+                "folder": "landing/day=2026-03-01",
+                # Doubled braces: each value goes through str.format (for "{sample}").
+                "files": '[{{"name": "part-0.csv", "size": 12}},'
+                ' {{"name": "part-1.csv", "size": 30}}]',
+            },
+            'task list_files succeeded output="2 files, 42 bytes: part-0.csv, part-1.csv"',
         ),
     ],
     "schedule": [
@@ -147,10 +163,28 @@ def _validate_in_process(folder: Path) -> Any:
     return CliRunner().invoke(app, ["validate", str(folder)])
 
 
+SETTINGS_MARK = f"# {SETTINGS_FILE}\n"
+
+
+def _check_settings_block(block: Block, folder: Path) -> None:
+    (folder / SETTINGS_FILE).write_text(block.text, encoding="utf-8")
+    try:
+        load_config(folder)
+    except SpecErrorGroup as exc:
+        raise AssertionError(f"{block.where}: reactor.yaml is invalid:\n{exc}") from None
+    result = _validate_in_process(folder)
+    assert result.exit_code == 0, f"{block.where}: reactor validate said:\n{result.output}"
+
+
 @pytest.mark.parametrize("block", YAML_BLOCKS, ids=lambda b: b.where)
 def test_doc_yaml_block_is_a_valid_pipeline(block: Block, tmp_path: Path) -> None:
     data = _yaml(block.text)
     if block.mark == "fragment":
+        return
+    if block.text.startswith(SETTINGS_MARK):
+        folder = tmp_path / "pipelines"
+        folder.mkdir()
+        _check_settings_block(block, folder)
         return
     assert isinstance(data, dict) and "name" in data and "tasks" in data, (
         f"{block.where}: a ```yaml block must be a whole pipeline (name:, tasks:);"
@@ -211,6 +245,7 @@ def test_docs_have_yaml_examples() -> None:
     # A broken extractor must not pass by finding nothing.
     assert len([b for b in YAML_BLOCKS if b.mark != "fragment"]) >= 8
     assert INVALID_BLOCKS
+    assert any(b.text.startswith(SETTINGS_MARK) for b in YAML_BLOCKS)
 
 
 # examples/
@@ -401,6 +436,36 @@ def test_chaining_example_served_starts_report_when_extract_succeeds(tmp_path: P
         lines.until(r"run \w+ extract succeeded")
         lines.until(r'task summarise succeeded output="report for 2026-03-01: 3 rows"')
         lines.until(r"run \w+ report succeeded")
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        assert process.stdout is not None
+        process.stdout.close()
+        errors.close()
+
+
+def test_file_batches_example_served_runs_once_the_marker_lands(tmp_path: Path) -> None:
+    folder = _copy_example("file_batches", tmp_path)
+    errors = (tmp_path / "serve.err").open("w")
+    process = subprocess.Popen(
+        [_reactor(), "serve", folder.name, "--http", "127.0.0.1:0", "--exit-after", "1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=errors,
+        start_new_session=True,
+    )
+    try:
+        lines = _Lines(process)
+        lines.until(r"API on http://127\.0\.0\.1:\d+")
+        batch = folder / "landing" / "day=2026-03-01"
+        batch.mkdir()
+        (batch / "part-0.csv").write_text("id\n1\n")
+        (batch / "part-1.csv").write_text("id\n2\n3\n")
+        (batch / "_SUCCESS").write_text("")
+        lines.until(r'task list_files succeeded output="2 files, 12 bytes: part-0.csv, part-1.csv"')
+        lines.until(r"run \w+ load_export succeeded")
         assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:

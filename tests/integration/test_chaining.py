@@ -187,7 +187,7 @@ async def test_when_filters_on_the_upstream_run(write_pipeline, start_reactor, s
     assert (skipped["fired"], skipped["reason"]) == (
         False,
         "when: \"event.data.params.region == 'us' and event.data.outputs.count | int > 10\""
-        " is false",
+        " is false (event.data.params.region = 'eu', event.data.outputs.count = '42')",
     )
 
 

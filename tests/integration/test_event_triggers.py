@@ -101,8 +101,10 @@ async def test_when_false_records_the_reason_and_starts_nothing(
             "trigger": "big_orders/event",
             "pipeline": "big_orders",
             "fired": False,
-            "reason": "when: 'event.data.amount > 100' is false",
+            "outcome": "condition_false",
+            "reason": "when: 'event.data.amount > 100' is false (event.data.amount = 5)",
             "params": None,
+            "values": {"event.data.amount": 5},
         }
     ]
     [fired] = await outcome(store, big)

@@ -105,3 +105,41 @@ async def test_stopping_cancels_a_task_that_outlasts_grace_and_kills_its_process
     [attempt] = await store.attempts(run.id)
     assert attempt.status == "cancelled"
     await wait_for(lambda: gone(shell), message="the task's shell to be killed")
+
+
+QUICK = """
+name: quick
+triggers:
+  - on: event
+    type: burst.item
+tasks:
+  - id: work
+    shell: "echo {{ event.data.n }}"
+"""
+
+
+async def test_events_handed_in_just_before_a_stop_are_evaluated_and_run_after_restart(
+    write_pipeline, start_reactor, store
+) -> None:
+    write_pipeline("quick.yaml", QUICK)
+    events = [Event("burst.item", "tests/burst", {"n": n}, id=f"item-{n}") for n in range(50)]
+    async with start_reactor() as reactor:
+        # emit() returns once each event is stored, not once it is evaluated: the stop
+        # below finds most of them still queued for the rule engine.
+        for event in events:
+            await reactor.emit(event)
+
+    for event in events:
+        stored = await store.get_event("tests/burst", event.id)
+        assert stored is not None and stored.outcome is not None, event.id
+        [decision] = stored.outcome
+        assert decision["fired"] is True
+    async with start_reactor():
+        await wait_for(lambda: _all_succeeded(store, len(events)), message="every run to succeed")
+    runs = await store.list_runs(pipeline="quick", limit=100, before=None)
+    assert sorted(r.event_ids[0] for r in runs) == sorted(e.id for e in events)
+
+
+async def _all_succeeded(store, count: int) -> bool:
+    runs = await store.list_runs(pipeline="quick", limit=100, before=None)
+    return len(runs) == count and all(r.status == "succeeded" for r in runs)

@@ -137,16 +137,32 @@ def test_event_filter_matching() -> None:
 def test_when_false_records_the_condition(engine: RuleEngine) -> None:
     decision = by_trigger(engine.evaluate(paid({"amount": 50, "path": "a"}), {}))["orders/paid"]
     assert decision == Decision(
-        "orders/paid", "orders", False, "when: 'event.data.amount > 100' is false"
+        "orders/paid",
+        "orders",
+        False,
+        "when: 'event.data.amount > 100' is false (event.data.amount = 50)",
+        outcome="condition_false",
+        values={"event.data.amount": 50},
     )
+
+
+def test_a_false_condition_shows_each_value_it_read_but_never_the_environment(
+    tmp_path: Path,
+) -> None:
+    engine = RuleEngine([pipeline(tmp_path, AUDIT)])
+    decision = by_trigger(engine.evaluate(paid({}), {"STAGE": "dev"}))["audit/event_2"]
+    assert decision.outcome == "condition_false"
+    assert decision.values == {}
 
 
 def test_when_error_records_the_reason(engine: RuleEngine) -> None:
     decisions = by_trigger(engine.evaluate(paid({"path": "a"}), {}))
     assert decisions["orders/paid"].fired is False
+    assert decisions["orders/paid"].outcome == "condition_error"
     assert decisions["orders/paid"].reason == (
         "when: 'dict object' has no attribute 'amount' (in 'event.data.amount > 100')"
     )
+    assert decisions["orders/paid"].values == {"event.data.amount": "<undefined>"}
     # The other trigger is decided on its own.
     assert decisions["orders/any_order"].fired is True
 
@@ -183,6 +199,7 @@ def test_params_that_fail_their_type_are_a_recorded_reason(engine: RuleEngine) -
         False,
         "params: param 'amount': expected integer, got 250.5: Input should be a valid integer,"
         " got a number with a fractional part",
+        outcome="params_invalid",
     )
 
 
@@ -211,6 +228,7 @@ def test_decision_to_json() -> None:
         "trigger": "p/t",
         "pipeline": "p",
         "fired": True,
+        "outcome": "fired",
         "reason": "matched",
         "params": {"a": 1},
     }
@@ -258,7 +276,9 @@ def test_a_trigger_that_does_not_accept_the_event_says_so(tmp_path: Path) -> Non
     """
     engine = RuleEngine([pipeline(tmp_path, text, registry)])
     (decision,) = engine.evaluate(Event("picky.thing", "s", subject="no"), {})
-    assert decision == Decision("p/picky", "p", False, "event not accepted by the trigger")
+    assert decision == Decision(
+        "p/picky", "p", False, "event not accepted by the trigger", outcome="not_accepted"
+    )
     (decision,) = engine.evaluate(Event("picky.thing", "s", subject="yes"), {})
     assert decision.fired is True
 
