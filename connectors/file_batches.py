@@ -1,4 +1,4 @@
-"""``on: file`` with ``batch:``: one event per folder once a completion rule says it is whole."""
+"""``on: file`` with ``complete:``: one event per folder once a completion rule says it is whole."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from connectors.files import (
     FILE_BATCH,
-    BatchSpec,
+    CompletionSpec,
     FileMatcher,
     FileTriggerSpec,
     file_record,
@@ -121,7 +121,7 @@ class _Wait:
 class BatchCollector:
     """Folders directly in the watched folder, each emitted once its rule says it is complete."""
 
-    def __init__(self, spec: FileTriggerSpec, batch: BatchSpec, matcher: FileMatcher) -> None:
+    def __init__(self, spec: FileTriggerSpec, batch: CompletionSpec, matcher: FileMatcher) -> None:
         self.spec = spec
         self.batch = batch
         self.matcher = matcher

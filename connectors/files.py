@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FILE_ARRIVED",
     "FILE_BATCH",
-    "BatchSpec",
+    "CompletionSpec",
     "FileMatcher",
     "FileSensor",
     "FileTriggerSpec",
@@ -55,8 +55,8 @@ def _relative_name(value: str | None, field: str) -> str | None:
     return path.as_posix()
 
 
-class BatchSpec(Spec):
-    """``batch:``: when a folder that arrives in pieces is complete (exactly one rule)."""
+class CompletionSpec(Spec):
+    """``complete:``: when a folder that arrives in pieces is complete (exactly one rule)."""
 
     marker: str | None = Field(None, min_length=1)
     manifest: str | None = Field(None, min_length=1)
@@ -76,12 +76,13 @@ class BatchSpec(Spec):
         return _relative_name(value, "manifest")
 
     @model_validator(mode="after")
-    def _exactly_one_rule(self) -> BatchSpec:
+    def _exactly_one_rule(self) -> CompletionSpec:
         given = [rule for rule in self.RULES if getattr(self, rule) is not None]
         if len(given) != 1:
             found = f"; found {' and '.join(f'{g!r}' for g in given)}" if given else ""
             raise ValueError(
-                "a batch needs exactly one of 'marker:', 'manifest:', 'count:' or 'quiet:'" + found
+                "complete: needs exactly one of 'marker:', 'manifest:', 'count:' or 'quiet:'"
+                + found
             )
         if self.quiet is not None and self.quiet <= 0:
             raise ValueError("quiet: must be longer than 0s")
@@ -93,7 +94,7 @@ class BatchSpec(Spec):
 
 
 class FileTriggerSpec(TriggerSpec):
-    """``on: file``: ``path`` (relative to the pipeline file), globs, ``settle``, ``batch``."""
+    """``on: file``: ``path`` (relative to the pipeline file), globs, ``settle``, ``complete``."""
 
     on: Literal["file"]
     path: str = Field(min_length=1)
@@ -103,7 +104,7 @@ class FileTriggerSpec(TriggerSpec):
     recursive: bool = False
     rescan: Duration = 60.0
     on_change: Literal["ignore", "retrigger"] = "ignore"
-    batch: BatchSpec | None = None
+    complete: CompletionSpec | None = None
 
     has_sensor: ClassVar[bool] = True
 
@@ -119,7 +120,7 @@ class FileTriggerSpec(TriggerSpec):
         return value
 
     def event_filter(self, trigger_key: str) -> EventFilter:
-        kind = FILE_ARRIVED if self.batch is None else FILE_BATCH
+        kind = FILE_ARRIVED if self.complete is None else FILE_BATCH
         return EventFilter(kind, sensor_source(trigger_key))
 
 
@@ -226,7 +227,7 @@ class _Seen:
 
 
 class _SingleFiles:
-    """One event per file once it has settled (no ``batch:``)."""
+    """One event per file once it has settled (no ``complete:``)."""
 
     def __init__(self, spec: FileTriggerSpec, matcher: FileMatcher) -> None:
         self.spec = spec
@@ -312,13 +313,13 @@ class FileSensor:
         self.spec = spec
         self.matcher = FileMatcher.of(spec)
         self.collector: Collector
-        if spec.batch is None:
+        if spec.complete is None:
             self.collector = _SingleFiles(spec, self.matcher)
         else:
             # Imported here: file_batches builds on this module's matcher and records.
             from connectors.file_batches import BatchCollector
 
-            self.collector = BatchCollector(spec, spec.batch, self.matcher)
+            self.collector = BatchCollector(spec, spec.complete, self.matcher)
         self._wake = anyio.Event()
         self._folder: Path | None = None
 

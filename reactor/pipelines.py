@@ -18,6 +18,7 @@ from reactor.config import SETTINGS_FILE, Config, load_config
 from reactor.dag import find_cycle, topological_order
 from reactor.errors import ExpressionError, SpecError, SpecErrorGroup, SpecProblem
 from reactor.expressions import CompiledValue, Expression, compile_expression
+from reactor.grouping import Grouping, compile_grouping
 from reactor.params import ParamSpec
 from reactor.registry import Registry, default_registry
 from reactor.specs import (
@@ -122,6 +123,8 @@ class Trigger:
     file: str = ""
     index: int = 0
     lines: tuple[tuple[str, int | None], ...] = ()
+    #: Batch, debounce, correlation, dedupe and rate limit, if it has any.
+    grouping: Grouping | None = None
 
     def problem(self, key: str, message: str) -> SpecProblem:
         """A problem of this trigger's ``key``, at that key's line."""
@@ -318,6 +321,11 @@ def _compile(
         except ExpressionError as exc:
             problems.append(doc.problem(("triggers", i, "params"), str(exc)))
             continue
+        try:
+            grouping = compile_grouping(trigger_spec)
+        except ExpressionError as exc:
+            problems.append(doc.problem(("triggers", i, *exc.loc), str(exc)))
+            continue
         filter_ = trigger_spec.event_filter(key)
         raw = doc.data["triggers"][i] if isinstance(doc.data, dict) else {}
         lines = (
@@ -326,7 +334,17 @@ def _compile(
         )
         triggers.append(
             Trigger(
-                key, trigger_id, spec.name, trigger_spec, filter_, when, params, doc.path, i, lines
+                key,
+                trigger_id,
+                spec.name,
+                trigger_spec,
+                filter_,
+                when,
+                params,
+                doc.path,
+                i,
+                lines,
+                grouping,
             )
         )
 

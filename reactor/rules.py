@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,29 +62,116 @@ def run_key(trigger_key: str, event: Event) -> str:
     return f"{trigger_key}@{content_id(event.source, event.id)}"
 
 
+class _Entry:
+    """One loaded trigger, with its globs compiled once (``None`` where the text is exact)."""
+
+    __slots__ = ("order", "pair", "source", "source_glob", "type_glob")
+
+    def __init__(self, order: int, trigger: Trigger, pipeline: Pipeline) -> None:
+        self.order = order
+        self.pair = (trigger, pipeline)
+        kind, source = trigger.filter.type, trigger.filter.source
+        self.type_glob = _compiled(kind) if EventFilter.is_glob(kind) else None
+        self.source = source
+        self.source_glob = _compiled(source) if source and EventFilter.is_glob(source) else None
+
+    def source_matches(self, source: str) -> bool:
+        if self.source_glob is not None:
+            return self.source_glob(source) is not None
+        return self.source is None or self.source == source
+
+
+def _compiled(pattern: str) -> Callable[[str], re.Match[str] | None]:
+    # What fnmatch.fnmatchcase does, without its cache lookup on every call.
+    return re.compile(fnmatch.translate(pattern)).match
+
+
+class _Bucket:
+    """Triggers that share a type key, split by exact source (the rest: any or a glob)."""
+
+    __slots__ = ("by_source", "rest")
+
+    def __init__(self) -> None:
+        self.by_source: dict[str, list[_Entry]] = {}
+        self.rest: list[_Entry] = []
+
+    def add(self, entry: _Entry) -> None:
+        if entry.source is not None and entry.source_glob is None:
+            self.by_source.setdefault(entry.source, []).append(entry)
+        else:
+            self.rest.append(entry)
+
+    def collect(self, event: Event, found: list[_Entry]) -> None:
+        """Append the entries whose source (and type glob, if any) match ``event``."""
+        same = self.by_source.get(event.source)
+        if same:
+            found.extend(e for e in same if e.type_glob is None or e.type_glob(event.type))
+        for e in self.rest:
+            if (e.type_glob is None or e.type_glob(event.type)) and e.source_matches(event.source):
+                found.append(e)
+
+
 class RuleEngine:
-    """Triggers indexed by exact event type (globs in a short side list)."""
+    """Triggers indexed so that an event only meets the triggers that can match it.
+
+    Exact types are a dict; type globs are filed under their literal prefix (the
+    text before the first wildcard), looked up by the event type's prefixes of the
+    lengths in use; within each, exact sources are a dict. So the cost of an event
+    does not grow with the triggers whose type or source rule it out.
+    """
 
     def __init__(self, pipelines: Iterable[Pipeline]) -> None:
-        self._exact: dict[str, list[tuple[Trigger, Pipeline]]] = defaultdict(list)
-        self._globs: list[tuple[Trigger, Pipeline]] = []
+        self._exact: dict[str, _Bucket] = {}
+        self._globs: dict[str, _Bucket] = {}
+        order = 0
         for pipeline in pipelines:
             for trigger in pipeline.triggers:
-                if EventFilter.is_glob(trigger.filter.type):
-                    self._globs.append((trigger, pipeline))
+                entry = _Entry(order, trigger, pipeline)
+                order += 1
+                kind = trigger.filter.type
+                if entry.type_glob is None:
+                    self._exact.setdefault(kind, _Bucket()).add(entry)
                 else:
-                    self._exact[trigger.filter.type].append((trigger, pipeline))
+                    prefix = kind[: _literal_length(kind)]
+                    self._globs.setdefault(prefix, _Bucket()).add(entry)
+        self._prefix_lengths = tuple(sorted({len(p) for p in self._globs}))
 
     def candidates(self, event: Event) -> list[tuple[Trigger, Pipeline]]:
-        found = [tp for tp in self._exact.get(event.type, ()) if tp[0].filter.matches(event)]
-        found.extend(tp for tp in self._globs if tp[0].filter.matches(event))
-        return found
+        """The triggers whose filter matches ``event``: exact types first, then globs,
+        each in load order."""
+        found: list[_Entry] = []
+        bucket = self._exact.get(event.type)
+        if bucket is not None:
+            bucket.collect(event, found)
+        exact = len(found)
+        if exact > 1:
+            # From two lists (by source, the rest): back in load order.
+            found.sort(key=_order)
+        kind = event.type
+        for length in self._prefix_lengths:
+            if length > len(kind):
+                break
+            bucket = self._globs.get(kind[:length])
+            if bucket is not None:
+                bucket.collect(event, found)
+        if len(found) - exact > 1:
+            found[exact:] = sorted(found[exact:], key=_order)
+        return [e.pair for e in found]
 
     def evaluate(self, event: Event, env: Mapping[str, str]) -> list[Decision]:
         """Decide for every trigger whose filter matches ``event``; pure, no I/O."""
         return [
             decide(trigger, pipeline, event, env) for trigger, pipeline in self.candidates(event)
         ]
+
+
+def _order(entry: _Entry) -> int:
+    return entry.order
+
+
+def _literal_length(pattern: str) -> int:
+    """How many characters of ``pattern`` come before its first wildcard."""
+    return next((i for i, c in enumerate(pattern) if c in "*?["), len(pattern))
 
 
 def decide(trigger: Trigger, pipeline: Pipeline, event: Event, env: Mapping[str, str]) -> Decision:
@@ -106,6 +194,10 @@ def decide(trigger: Trigger, pipeline: Pipeline, event: Event, env: Mapping[str,
                 f"when: {trigger.when.source!r} is false" + (f" ({read})" if read else ""),
                 values,
             )
+    if trigger.grouping is not None and trigger.grouping.groups_events:
+        # A run of a batch or a correlation gets its params from all its events, when
+        # the group is complete (reactor/grouping.py).
+        return Decision(trigger.key, pipeline.name, True, "matched", None)
     try:
         rendered = trigger.params.render(scope)
         params = check_params(pipeline.params, rendered)

@@ -8,6 +8,7 @@ import socket
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,6 +24,7 @@ from reactor.errors import AdmissionError, ConnectorError, ParamError, SpecError
 from reactor.events import Event, new_id
 from reactor.executor import RunExecutor, RunObserver
 from reactor.failpoints import hit
+from reactor.grouping import Fire, Windows
 from reactor.params import check_params
 from reactor.pipelines import (
     Pipeline,
@@ -38,7 +40,7 @@ from reactor.rules import RuleEngine, run_key
 from reactor.sensors import EmitResult, SensorContext, SensorHealth
 from reactor.specs import HookReceiver, HttpIngress, TriggerSpec, run_event_source
 from reactor.store import Admitted, RunRecord, Store, StoredEvent, TaskRecord
-from reactor.store.records import FINAL_RUN_STATES, DeadLetter, ProcessRecord
+from reactor.store.records import FINAL_RUN_STATES, DeadLetter, ProcessRecord, WindowRow
 
 __all__ = ["PublishResult", "Reactor", "Settings"]
 
@@ -76,6 +78,16 @@ class PublishResult:
     event_id: str
     duplicate: bool
     run_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Decided:
+    """What evaluating one event decided: its outcome, runs, window changes and notes."""
+
+    outcome: list[dict[str, Any]] = field(default_factory=list)
+    planned: list[tuple[RunRecord, str, list[Event]]] = field(default_factory=list)
+    windows: list[WindowRow] = field(default_factory=list)
+    notes: list[Event] = field(default_factory=list)
 
 
 @dataclass
@@ -178,6 +190,10 @@ class Reactor:
         self._hooks: dict[str, HookReceiver] = {}
         self._versions: dict[tuple[str, str], Pipeline] = {}
         self._rules = RuleEngine(())
+        self._triggers_and_pipelines: dict[str, tuple[Trigger, Pipeline]] = {}
+        self._windows = Windows()
+        self._windows_changed = anyio.Event()
+        self._window_scope = anyio.CancelScope()
         self._run_slots = run_slots or LocalRunSlots()
         self._task_slots = task_slots or LocalTaskSlots(self.settings.max_tasks)
         self._queued: dict[str, deque[tuple[RunRecord, list[Event]]]] = defaultdict(deque)
@@ -237,6 +253,8 @@ class Reactor:
             )
             self._accepting = True
             if self.settings.recover:
+                await self._load_windows()
+                self._tg.start_soon(self._window_loop)
                 await self._recover_runs()
                 await self._record_lost_run_events()
                 await self._evaluate_pending_events()
@@ -267,6 +285,8 @@ class Reactor:
                     slot.scope.cancel()
                     slot.health.state = "stopped"
                 self._sensors.clear()
+                # Windows closing now would only leave queued runs: the next start fires them.
+                self._window_scope.cancel()
                 self._bus.close()
                 # What the sensors and the API handed in before is evaluated and recorded.
                 await self._rule_loop_done.wait()
@@ -344,6 +364,9 @@ class Reactor:
                 self._versions[(pipeline.name, pipeline.version)] = pipeline
         self.pipelines = pipelines
         self._rules = RuleEngine(pipelines.values())
+        self._triggers_and_pipelines = {
+            t.key: (t, p) for p in pipelines.values() for t in p.triggers
+        }
 
     async def reload(self) -> list[str]:
         """Re-read the pipelines folder; a broken file keeps its previous version in force."""
@@ -603,13 +626,17 @@ class Reactor:
         """Decide for each event in order, record every outcome at once, then admit in order."""
         now = self.clock.now()
         planned_here: Counter[str] = Counter()
-        decided = [self._decide(envelope.event, planned_here) for envelope in batch]
+        decided = [self._decide(envelope.event, planned_here, now) for envelope in batch]
         admitted: list[list[Admitted] | Exception] = [[] for _ in batch]
 
-        async def record(index: int, outcome: list[dict[str, Any]], runs: list[RunRecord]) -> None:
+        async def record(index: int, decision: _Decided) -> None:
             try:
                 admitted[index] = await self.store.record_outcome(
-                    batch[index].event, outcome, runs, now
+                    batch[index].event,
+                    decision.outcome,
+                    [run for run, _, _ in decision.planned],
+                    now,
+                    decision.windows,
                 )
                 hit("rules.after_outcome")
             except Exception as exc:
@@ -617,32 +644,34 @@ class Reactor:
                 admitted[index] = exc
 
         async with anyio.create_task_group() as tg:
-            for index, (outcome, planned) in enumerate(decided):
-                tg.start_soon(record, index, outcome, [run for run, _ in planned])
-        for envelope, (_, planned), result in zip(batch, decided, admitted, strict=True):
+            for index, decision in enumerate(decided):
+                tg.start_soon(record, index, decision)
+        for envelope, decision, result in zip(batch, decided, admitted, strict=True):
             if isinstance(result, Exception):
                 envelope.error = result
             else:
-                for (_, plan), run in zip(planned, result, strict=True):
+                for (_, plan, events), run in zip(decision.planned, result, strict=True):
                     if run.new:
-                        self._admit(run.run, plan, [envelope.event])
+                        self._admit(run.run, plan, events)
                 envelope.run_ids = [run.run.id for run in result]
             if envelope.done is not None:
                 envelope.done.set()
+        for decision in decided:
+            for note in decision.notes:
+                await self._note(note)
+        if any(decision.windows for decision in decided):
+            self._windows_changed.set()
         for name in planned_here:
             self._start_queued(name)
 
-    def _decide(
-        self, event: Event, planned_here: Counter[str]
-    ) -> tuple[list[dict[str, Any]], list[tuple[RunRecord, str]]]:
-        """The event's outcome and the runs it starts; ``planned_here`` counts the runs
-        planned earlier in the same batch, so limits hold across it."""
-        decisions = self._rules.evaluate(event, self.env)
-        outcome: list[dict[str, Any]] = []
-        planned: list[tuple[RunRecord, str]] = []
-        for decision in decisions:
+    def _decide(self, event: Event, planned_here: Counter[str], now: datetime) -> _Decided:
+        """The event's outcome, the runs it starts and the windows it changes;
+        ``planned_here`` counts the runs planned earlier in the same batch, so limits hold
+        across it."""
+        decided = _Decided()
+        for decision in self._rules.evaluate(event, self.env):
             record = decision.to_json()
-            outcome.append(record)
+            decided.outcome.append(record)
             if not decision.fired:
                 if decision.reason.startswith("params:"):
                     # The trigger matched but its params are bad: say so where the user looks.
@@ -654,26 +683,125 @@ class Reactor:
                     )
                 continue
             pipeline = self.pipelines[decision.pipeline]
-            plan = self._plan(pipeline, planned_here[pipeline.name])
-            if plan == "skip":
-                record["fired"] = False
-                record["outcome"] = "skipped"
-                record["reason"] = (
-                    f"skipped: {pipeline.spec.concurrency.max_active_runs} runs active"
-                    " (on_overlap: skip)"
-                )
+            pair = self._triggers_and_pipelines.get(decision.trigger)
+            trigger = pair[0] if pair is not None else None
+            if trigger is not None and trigger.grouping is not None:
+                step = self._windows.offer(trigger, pipeline, event, decision.params, self.env, now)
+                decided.windows.extend(step.rows)
+                decided.notes.extend(step.notes)
+                record["outcome"], record["reason"] = step.outcome, step.reason
+                record["fired"] = bool(step.fires)
+                if step.window is not None:
+                    record["window"] = step.window
+                fires = step.fires
+            else:
+                fires = [Fire(decision.trigger, pipeline.name, "", [event], decision.params or {})]
+            for fire in fires:
+                run = self._plan_fire(fire, planned_here)
+                if run is None:
+                    record["fired"] = False
+                    record["outcome"] = "skipped"
+                    record["reason"] = (
+                        f"skipped: {pipeline.spec.concurrency.max_active_runs} runs active"
+                        " (on_overlap: skip)"
+                    )
+                    continue
+                record["run_id"] = run[0].id
+                decided.planned.append(run)
+        return decided
+
+    def _plan_fire(
+        self, fire: Fire, planned_here: Counter[str]
+    ) -> tuple[RunRecord, str, list[Event]] | None:
+        """The run ``fire`` starts and its admission plan; ``None`` if skipped."""
+        pipeline = self.pipelines[fire.pipeline]
+        plan = self._plan(pipeline, planned_here[pipeline.name])
+        if plan == "skip":
+            return None
+        planned_here[pipeline.name] += 1
+        run = self._new_run(
+            pipeline,
+            fire.params,
+            trigger=fire.trigger,
+            key=fire.run_key or run_key(fire.trigger, fire.events[0]),
+            event_ids=[e.id for e in fire.events],
+        )
+        return run, plan, fire.events
+
+    async def _note(self, event: Event) -> None:
+        """Record what a trigger says about itself (a correlation timed out) as an event."""
+        try:
+            _, new = await self._ingest(event)
+            if new and not self._stopping:
+                await self._bus.publish(_Envelope(event))
+        except anyio.ClosedResourceError:
+            pass
+        except Exception:
+            logger.exception("recording %s of trigger %s failed", event.type, event.subject)
+
+    # Trigger windows
+
+    async def _load_windows(self) -> None:
+        """Take over the windows saved by earlier runs of the service."""
+        await self.store.prune_windows(self.clock.now())
+        rows = await self.store.open_windows()
+        events: dict[tuple[str, str], Event] = {}
+        for source, event_id in set(self._windows.refs(rows)):
+            stored = await self.store.get_event(source, event_id)
+            if stored is not None:
+                events[(source, event_id)] = stored.event
+        for source, event_id in self._windows.load(rows, events):
+            logger.warning("trigger windows hold event %s from %s, which is gone", event_id, source)
+
+    async def _window_loop(self) -> None:
+        """Fire the windows whose time is up: batches, debounces, held runs, timeouts."""
+        with self._window_scope:
+            await self._window_loop_body()
+
+    async def _window_loop_body(self) -> None:
+        while True:
+            deadline = self._windows.next_deadline()
+            now = self.clock.now()
+            if deadline is None or deadline > now:
+                await self._sleep_until_window(deadline)
                 continue
-            planned_here[pipeline.name] += 1
-            run = self._new_run(
-                pipeline,
-                decision.params or {},
-                trigger=decision.trigger,
-                key=run_key(decision.trigger, event),
-                event_ids=[event.id],
-            )
-            record["run_id"] = run.id
-            planned.append((run, plan))
-        return outcome, planned
+            for trigger_key, key in self._windows.due(now):
+                await self._expire_window(trigger_key, key, now)
+
+    async def _sleep_until_window(self, deadline: datetime | None) -> None:
+        """Sleep until ``deadline`` (forever if ``None``) or until a window changes."""
+        wake = self._windows_changed = anyio.Event()
+
+        async def sleep() -> None:
+            assert deadline is not None
+            # The time left is taken when the sleep begins, not when it was asked for.
+            await self.clock.sleep((deadline - self.clock.now()).total_seconds())
+            wake.set()
+
+        async with anyio.create_task_group() as tg:
+            if deadline is not None:
+                tg.start_soon(sleep)
+            await wake.wait()
+            tg.cancel_scope.cancel()
+
+    async def _expire_window(self, trigger_key: str, key: str, now: datetime) -> None:
+        pair = self._triggers_and_pipelines.get(trigger_key)
+        trigger, pipeline = pair if pair is not None else (None, None)
+        step = self._windows.expire(trigger_key, key, trigger, pipeline, self.env, now)
+        planned_here: Counter[str] = Counter()
+        planned = [p for fire in step.fires if (p := self._plan_fire(fire, planned_here))]
+        try:
+            admitted = await self.store.save_windows(step.rows, [p[0] for p in planned], now)
+        except Exception:
+            logger.exception("closing window %s of trigger %s failed", key, trigger_key)
+            return
+        for (_, plan, events), run in zip(planned, admitted, strict=True):
+            if run.new:
+                self._admit(run.run, plan, events)
+        for note in step.notes:
+            await self._note(note)
+        for name in planned_here:
+            self._start_queued(name)
 
     # Runs
 

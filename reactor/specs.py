@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reactor.durations import Duration
 from reactor.errors import ReactorError
@@ -18,7 +18,10 @@ from reactor.events import Event
 
 __all__ = [
     "HOOK_ATTRIBUTE",
+    "BatchSpec",
     "ConcurrencySpec",
+    "DebounceSpec",
+    "DedupeSpec",
     "EventFilter",
     "EventTriggerSpec",
     "HookReceiver",
@@ -26,7 +29,9 @@ __all__ = [
     "HookResult",
     "HttpIngress",
     "IngressUnavailable",
+    "PatternSpec",
     "PipelineTriggerSpec",
+    "RateSpec",
     "RetrySpec",
     "Schedule",
     "Spec",
@@ -74,6 +79,45 @@ class EventFilter:
         return self.source is None or fnmatch.fnmatchcase(event.source, self.source)
 
 
+class BatchSpec(Spec):
+    """``batch: {max: 100, window: 30s}``: one run per batch, when either limit is reached."""
+
+    max: int = Field(ge=1, le=100_000)
+    window: Duration = Field(gt=0)
+
+
+class DebounceSpec(Spec):
+    """``debounce: 10s`` or ``{quiet: 10s, max_wait: 5m}``: one run once a burst is quiet."""
+
+    quiet: Duration = Field(gt=0)
+    #: However long the burst, a run starts at most this long after its first event.
+    max_wait: Duration | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _wait_longer_than_quiet(self) -> DebounceSpec:
+        if self.max_wait is not None and self.max_wait < self.quiet:
+            raise ValueError("max_wait must be at least as long as quiet")
+        return self
+
+
+class DedupeSpec(Spec):
+    """``dedupe: {key: "{{ event.data.path }}", for: 1h}``: a key seen in the period starts
+    nothing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    key: str = Field(min_length=1)
+    for_: Duration = Field(alias="for", gt=0)
+
+
+class RateSpec(Spec):
+    """``rate: {max: 10, per: 1m}``: at most ``max`` runs per period; the rest wait or go."""
+
+    max: int = Field(ge=1, le=1_000_000)
+    per: Duration = Field(gt=0)
+    over_limit: Literal["queue", "drop"] = "queue"
+
+
 class TriggerSpec(Spec):
     """Fields every trigger has; each kind adds its own and names itself in ``on``."""
 
@@ -81,6 +125,28 @@ class TriggerSpec(Spec):
     id: str | None = Field(None, pattern=ID_PATTERN)
     when: str | None = None
     params: dict[str, Any] = {}
+    #: Grouping and limits, for every kind (reactor/grouping.py).
+    batch: BatchSpec | None = None
+    debounce: DebounceSpec | None = None
+    dedupe: DedupeSpec | None = None
+    rate: RateSpec | None = None
+
+    @field_validator("debounce", mode="before")
+    @classmethod
+    def _debounce_period(cls, value: Any) -> Any:
+        # ``debounce: 10s`` is read as ``debounce: {quiet: 10s}``.
+        return {"quiet": value} if isinstance(value, str | int | float) else value
+
+    @model_validator(mode="after")
+    def _one_grouping(self) -> TriggerSpec:
+        if self.batch is not None and self.debounce is not None:
+            raise ValueError("a trigger groups events by batch: or by debounce:, not both")
+        return self
+
+    @property
+    def groups_events(self) -> bool:
+        """Whether a run gets a group of events (``events``) rather than one."""
+        return self.batch is not None or self.debounce is not None
 
     #: Whether this kind needs a sensor running to produce its events.
     has_sensor: ClassVar[bool] = False
@@ -94,24 +160,84 @@ class TriggerSpec(Spec):
         return True
 
 
-class EventTriggerSpec(TriggerSpec):
-    """``on: event``: any published event whose type (and source) match these globs."""
+class PatternSpec(Spec):
+    """One event a correlation waits for: ``{type: ..., source: ..., when: ...}``."""
 
-    on: Literal["event"]
     type: str = Field(min_length=1)
     source: str | None = None
+    when: str | None = None
 
-    def event_filter(self, trigger_key: str) -> EventFilter:
+    @property
+    def filter(self) -> EventFilter:
         return EventFilter(self.type, self.source)
 
+
+def _internal_type_allowed(pattern: str, event: Event) -> bool:
+    # Run, task and trigger events match only a type written for them (``reactor.run.*``,
+    # ``reactor.task.failed``): a broad glob such as "*" would otherwise start a run
+    # whenever a run or task ends, its own included, without end.
+    for prefix in INTERNAL_EVENT_PREFIXES:
+        if event.type.startswith(prefix):
+            return pattern.startswith(prefix)
+    return True
+
+
+class EventTriggerSpec(TriggerSpec):
+    """``on: event``: any published event whose type (and source) match these globs, or
+    (``all_of:``) a group of events, one of each pattern, sharing a ``key`` ``within`` a
+    period."""
+
+    on: Literal["event"]
+    type: str | None = Field(None, min_length=1)
+    source: str | None = None
+    all_of: list[PatternSpec] | None = Field(None, min_length=2)
+    key: str | None = Field(None, min_length=1)
+    within: Duration | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _single_or_correlated(self) -> EventTriggerSpec:
+        if self.all_of is None:
+            if self.type is None:
+                raise ValueError("on: event needs type: (a glob) or all_of: (a correlation)")
+            if self.key is not None or self.within is not None:
+                raise ValueError("key: and within: belong to a correlation (all_of:)")
+            return self
+        if self.type is not None or self.source is not None:
+            raise ValueError(
+                "all_of: lists each event's type: and source:; leave them out of the trigger"
+            )
+        if self.key is None or self.within is None:
+            raise ValueError(
+                'all_of: needs key: (the template that joins events, "{{ event.data.id }}")'
+                " and within: (how long a group waits for its other events)"
+            )
+        if self.groups_events:
+            raise ValueError("a correlation (all_of:) cannot also have batch: or debounce:")
+        return self
+
+    @property
+    def correlates(self) -> bool:
+        return self.all_of is not None
+
+    def event_filter(self, trigger_key: str) -> EventFilter:
+        if self.all_of is None:
+            assert self.type is not None
+            return EventFilter(self.type, self.source)
+        types = {p.type for p in self.all_of}
+        sources = {p.source for p in self.all_of}
+        # One filter indexes the trigger; ``accepts`` then checks each pattern.
+        return EventFilter(
+            types.pop() if len(types) == 1 else "*",
+            sources.pop() if len(sources) == 1 else None,
+        )
+
     def accepts(self, event: Event) -> bool:
-        # Run and task ends match only a type written for them (``reactor.run.*``,
-        # ``reactor.task.failed``): a broad glob such as "*" would otherwise start a run
-        # whenever a run or task ends, its own included, without end.
-        for prefix in (RUN_EVENT_PREFIX, TASK_EVENT_PREFIX):
-            if event.type.startswith(prefix):
-                return self.type.startswith(prefix)
-        return True
+        if self.all_of is None:
+            assert self.type is not None
+            return _internal_type_allowed(self.type, event)
+        return any(
+            p.filter.matches(event) and _internal_type_allowed(p.type, event) for p in self.all_of
+        )
 
 
 #: Run events: ``reactor.run.<status>`` from ``reactor/pipelines/<pipeline>``, id = the run id.
@@ -119,6 +245,9 @@ RUN_EVENT_PREFIX = "reactor.run."
 RunEndStatus = Literal["succeeded", "failed", "cancelled"]
 #: Task events: ``reactor.task.<status>`` from the same source, id ``run/task/attempt``.
 TASK_EVENT_PREFIX = "reactor.task."
+#: What triggers themselves record: ``reactor.trigger.correlation_timeout``, ...
+TRIGGER_EVENT_PREFIX = "reactor.trigger."
+INTERNAL_EVENT_PREFIXES = (RUN_EVENT_PREFIX, TASK_EVENT_PREFIX, TRIGGER_EVENT_PREFIX)
 
 
 def run_event_source(pipeline: str) -> str:

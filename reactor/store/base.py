@@ -15,6 +15,7 @@ from reactor.store.records import (
     ProcessRecord,
     RunRecord,
     TaskRecord,
+    WindowRow,
 )
 
 __all__ = ["Admitted", "Store", "StoredEvent", "TaskEvent"]
@@ -26,6 +27,8 @@ class StoredEvent:
     seq: int
     received_at: datetime
     outcome: list[dict[str, Any]] | None
+    #: When the rule engine's outcome was recorded (``None``: not evaluated yet).
+    evaluated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,17 @@ class Store(Protocol):
 
     async def find_event(self, event_id: str) -> StoredEvent | None: ...
 
+    async def find_events(self, event_id: str, limit: int) -> list[StoredEvent]:
+        """The events with this id from any source, first stored first (ids are per source)."""
+        ...
+
+    async def events_received(
+        self, since: datetime, *, after: tuple[datetime, int] | None = None, limit: int
+    ) -> list[StoredEvent]:
+        """Events received at or after ``since``, in the order received; ``after`` is the
+        ``(received_at, seq)`` of the last event of the previous page."""
+        ...
+
     async def last_event(self, source: str) -> StoredEvent | None:
         """The event from ``source`` stored last (a sensor's own events: where it left off)."""
         ...
@@ -84,8 +98,26 @@ class Store(Protocol):
         decisions: list[dict[str, Any]],
         runs: Sequence[RunRecord],
         at: datetime,
+        windows: Sequence[WindowRow] = (),
     ) -> list[Admitted]:
-        """Create ``runs`` (idempotent by run key) and the event's outcome, atomically."""
+        """Create ``runs`` (idempotent by run key), the event's outcome and the trigger
+        windows it changed, atomically."""
+        ...
+
+    # Trigger windows
+    async def save_windows(
+        self, windows: Sequence[WindowRow], runs: Sequence[RunRecord], at: datetime
+    ) -> list[Admitted]:
+        """Save window states and create the runs a window's end starts, atomically."""
+        ...
+
+    async def open_windows(self) -> list[WindowRow]:
+        """Every window not closed, with its state."""
+        ...
+
+    async def prune_windows(self, before: datetime) -> int:
+        """Delete closed windows, and windows whose deadline passed before ``before``
+        that nothing fires for (dedupe keys); how many went."""
         ...
 
     # Sensors

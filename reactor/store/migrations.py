@@ -134,6 +134,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX dead_letters_trigger ON dead_letters (trigger_key, seq)",
         ),
     ),
+    Migration(
+        3,
+        "trigger windows: open batches, correlation groups, dedupe keys, rate limits",
+        (
+            # ``state`` NULL: the window closed (kept for its version until pruned).
+            """CREATE TABLE trigger_windows (
+                trigger_key TEXT NOT NULL,
+                window_key TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                state TEXT,
+                deadline TEXT,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (trigger_key, window_key)
+            )""",
+        ),
+    ),
+    Migration(
+        4,
+        "events by the time they were received (reactor explain --pipeline P --since D)",
+        ("CREATE INDEX events_received ON events (received_at, seq)",),
+    ),
 )
 
 _DIALECTS = {

@@ -14,7 +14,7 @@ import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -32,13 +32,17 @@ from reactor.store.records import (
     ProcessRecord,
     RunRecord,
     TaskRecord,
+    WindowRow,
 )
 from reactor.store.rows import (
     ATTEMPT_COLUMNS,
     DEAD_LETTER_COLUMNS,
     EVENT_COLUMNS,
+    PRUNE_WINDOWS,
     RUN_COLUMNS,
     RUN_FIELDS,
+    SAVE_WINDOW,
+    WINDOW_COLUMNS,
     attempt_from,
     attempt_values,
     dead_letter_from,
@@ -49,6 +53,8 @@ from reactor.store.rows import (
     run_values,
     task_values,
     ts,
+    window_from,
+    window_values,
 )
 
 __all__ = ["PostgresStore", "redact_url"]
@@ -290,6 +296,31 @@ class PostgresStore:
             )
         return event_from(row) if row else None
 
+    async def find_events(self, event_id: str, limit: int) -> list[StoredEvent]:
+        with self._failing(f"read events {event_id}") as pool:
+            rows = await pool.fetch(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 ORDER BY seq LIMIT $2",
+                event_id,
+                limit,
+            )
+        return [event_from(r) for r in rows]
+
+    async def events_received(
+        self, since: datetime, *, after: tuple[datetime, int] | None = None, limit: int
+    ) -> list[StoredEvent]:
+        start, seq = (since, 0) if after is None else after
+        with self._failing(f"read events received since {since.isoformat()}") as pool:
+            # Timestamps are UTC ISO text: compared as text, in the index's order.
+            rows = await pool.fetch(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE received_at >= $1"
+                " AND (received_at, seq) > ($2, $3) ORDER BY received_at, seq LIMIT $4",
+                ts(since.astimezone(UTC)),
+                ts(start.astimezone(UTC)),
+                seq,
+                limit,
+            )
+        return [event_from(r) for r in rows]
+
     async def last_event(self, source: str) -> StoredEvent | None:
         with self._failing(f"read the last event from {source}") as pool:
             row = await pool.fetchrow(
@@ -313,49 +344,85 @@ class PostgresStore:
         decisions: list[dict[str, Any]],
         runs: Sequence[RunRecord],
         at: datetime,
+        windows: Sequence[WindowRow] = (),
+    ) -> list[Admitted]:
+        with self._failing(f"record the outcome of event {event.id}") as pool:
+            if not windows:
+                return await self._record_outcome(pool, event, decisions, runs, at)
+            # Grouping triggers: their window states commit with the outcome.
+            async with pool.acquire() as conn, conn.transaction():
+                admitted = await self._record_outcome(conn, event, decisions, runs, at)
+                await _save_windows(conn, windows, at)
+                return admitted
+
+    async def _record_outcome(
+        self,
+        pool: Any,
+        event: Event,
+        decisions: list[dict[str, Any]],
+        runs: Sequence[RunRecord],
+        at: datetime,
     ) -> list[Admitted]:
         outcome = json.dumps(decisions, default=str)
-        with self._failing(f"record the outcome of event {event.id}") as pool:
-            if not runs:
-                await pool.execute(
-                    "UPDATE events SET evaluated_at = $1, outcome = $2"
-                    " WHERE source = $3 AND id = $4",
-                    ts(at),
-                    outcome,
-                    event.source,
-                    event.id,
-                )
-                return []
-            columns = list(zip(*(run_values(run) for run in runs), strict=True))
-            rows = await pool.fetch(
-                _RECORD_OUTCOME, *columns, ts(at), outcome, event.source, event.id
+        if not runs:
+            await pool.execute(
+                "UPDATE events SET evaluated_at = $1, outcome = $2 WHERE source = $3 AND id = $4",
+                ts(at),
+                outcome,
+                event.source,
+                event.id,
             )
-            admitted: list[Admitted] = []
-            created: dict[str, RunRecord] = {}
-            missing: list[int] = []
-            for run, row in zip(runs, rows, strict=True):
-                if run.run_key in created:
-                    # The same key twice in one call: the first one created it.
-                    admitted.append(Admitted(dataclasses.replace(created[run.run_key]), False))
-                elif row["new_seq"] is not None:
-                    run.seq = row["new_seq"]
-                    created[run.run_key] = run
-                    admitted.append(Admitted(run, True))
-                elif row["seq"] is not None:
-                    admitted.append(Admitted(run_from(row), False))
-                else:
-                    # Another process committed this run key after our snapshot was taken.
-                    missing.append(len(admitted))
-                    admitted.append(Admitted(run, False))
-            for index in missing:
-                key = admitted[index].run.run_key
-                found = await pool.fetchrow(
-                    f"SELECT {RUN_COLUMNS} FROM runs WHERE run_key = $1", key
-                )
-                if found is None:
-                    raise StoreError(f"run key {key} was neither created nor found")
-                admitted[index] = Admitted(run_from(found), False)
+            return []
+        columns = list(zip(*(run_values(run) for run in runs), strict=True))
+        rows = await pool.fetch(_RECORD_OUTCOME, *columns, ts(at), outcome, event.source, event.id)
+        admitted: list[Admitted] = []
+        created: dict[str, RunRecord] = {}
+        missing: list[int] = []
+        for run, row in zip(runs, rows, strict=True):
+            if run.run_key in created:
+                # The same key twice in one call: the first one created it.
+                admitted.append(Admitted(dataclasses.replace(created[run.run_key]), False))
+            elif row["new_seq"] is not None:
+                run.seq = row["new_seq"]
+                created[run.run_key] = run
+                admitted.append(Admitted(run, True))
+            elif row["seq"] is not None:
+                admitted.append(Admitted(run_from(row), False))
+            else:
+                # Another process committed this run key after our snapshot was taken.
+                missing.append(len(admitted))
+                admitted.append(Admitted(run, False))
+        for index in missing:
+            key = admitted[index].run.run_key
+            found = await pool.fetchrow(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_key = $1", key)
+            if found is None:
+                raise StoreError(f"run key {key} was neither created nor found")
+            admitted[index] = Admitted(run_from(found), False)
         return admitted
+
+    # Trigger windows
+
+    async def save_windows(
+        self, windows: Sequence[WindowRow], runs: Sequence[RunRecord], at: datetime
+    ) -> list[Admitted]:
+        with self._failing("save trigger windows") as pool:
+            async with pool.acquire() as conn, conn.transaction():
+                admitted = [await _create_run(conn, run) for run in runs]
+                await _save_windows(conn, windows, at)
+        return admitted
+
+    async def open_windows(self) -> list[WindowRow]:
+        with self._failing("read trigger windows") as pool:
+            rows = await pool.fetch(
+                f"SELECT {WINDOW_COLUMNS} FROM trigger_windows WHERE state IS NOT NULL"
+                " ORDER BY trigger_key, window_key"
+            )
+        return [window_from(tuple(row)) for row in rows]
+
+    async def prune_windows(self, before: datetime) -> int:
+        with self._failing("prune trigger windows") as pool:
+            status = await pool.execute(PRUNE_WINDOWS, ts(before))
+        return int(status.split()[-1])
 
     # Sensors
 
@@ -433,21 +500,7 @@ class PostgresStore:
 
     async def create_run(self, run: RunRecord) -> Admitted:
         with self._failing(f"create run {run.id} of pipeline {run.pipeline}") as pool:
-            seq = await pool.fetchval(
-                f"INSERT INTO runs ({RUN_FIELDS}) VALUES"
-                " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-                " ON CONFLICT (run_key) DO NOTHING RETURNING seq",
-                *run_values(run),
-            )
-            if seq is not None:
-                run.seq = seq
-                return Admitted(run, True)
-            row = await pool.fetchrow(
-                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_key = $1", run.run_key
-            )
-        if row is None:
-            raise StoreError(f"run key {run.run_key} was neither created nor found")
-        return Admitted(run_from(row), False)
+            return await _create_run(pool, run)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         with self._failing(f"read run {run_id}") as pool:
@@ -715,6 +768,28 @@ SELECT * FROM unnest(
 ON CONFLICT (source, id) DO NOTHING
 RETURNING source, id
 """
+
+
+async def _save_windows(conn: Any, windows: Sequence[WindowRow], at: datetime) -> None:
+    if windows:
+        await conn.executemany(SAVE_WINDOW, [window_values(w, at) for w in windows])
+
+
+async def _create_run(conn: Any, run: RunRecord) -> Admitted:
+    """``run`` created (new) or the run already holding its key; in ``conn``'s transaction."""
+    seq = await conn.fetchval(
+        f"INSERT INTO runs ({RUN_FIELDS}) VALUES"
+        " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        " ON CONFLICT (run_key) DO NOTHING RETURNING seq",
+        *run_values(run),
+    )
+    if seq is not None:
+        run.seq = seq
+        return Admitted(run, True)
+    row = await conn.fetchrow(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_key = $1", run.run_key)
+    if row is None:
+        raise StoreError(f"run key {run.run_key} was neither created nor found")
+    return Admitted(run_from(row), False)
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:

@@ -15,6 +15,7 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "TaskRecord",
+    "WindowRow",
 ]
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -154,3 +155,16 @@ class DeadLetter:
             "payload": self.payload,
             "time": self.time.isoformat(),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRow:
+    """The saved state of one trigger window (a batch, a correlation group, a dedupe key,
+    a rate limit); ``state`` ``None`` closes it. A row is replaced only by a higher
+    ``version``, so writes that commit out of order never bring back an older state."""
+
+    trigger_key: str
+    window_key: str
+    version: int
+    state: dict[str, Any] | None
+    deadline: datetime | None

@@ -9,14 +9,17 @@ from typing import Any
 
 from reactor.events import Event
 from reactor.store.base import StoredEvent
-from reactor.store.records import AttemptRecord, DeadLetter, RunRecord, TaskRecord
+from reactor.store.records import AttemptRecord, DeadLetter, RunRecord, TaskRecord, WindowRow
 
 __all__ = [
     "ATTEMPT_COLUMNS",
     "DEAD_LETTER_COLUMNS",
     "EVENT_COLUMNS",
+    "PRUNE_WINDOWS",
     "RUN_COLUMNS",
     "RUN_FIELDS",
+    "SAVE_WINDOW",
+    "WINDOW_COLUMNS",
     "attempt_from",
     "attempt_values",
     "dead_letter_from",
@@ -27,6 +30,8 @@ __all__ = [
     "run_values",
     "task_values",
     "ts",
+    "window_from",
+    "window_values",
 ]
 
 # Timestamps are ISO 8601 text in UTC, so both stores sort and compare them alike.
@@ -38,7 +43,7 @@ RUN_COLUMNS = f"seq, {RUN_FIELDS}"
 ATTEMPT_COLUMNS = (
     "run_id, task_id, attempt, status, owner, started_at, heartbeat_at, ended_at, error, host, pid"
 )
-EVENT_COLUMNS = "seq, body, received_at, outcome"
+EVENT_COLUMNS = "seq, body, received_at, outcome, evaluated_at"
 DEAD_LETTER_COLUMNS = "seq, trigger_key, ref, reason, payload, time"
 
 
@@ -156,6 +161,7 @@ def event_from(row: Mapping[str, Any]) -> StoredEvent:
         row["seq"],
         datetime.fromisoformat(row["received_at"]),
         json.loads(outcome) if outcome else None,
+        dt(row["evaluated_at"]),
     )
 
 
@@ -181,4 +187,39 @@ def dead_letter_from(row: Any) -> DeadLetter:
         time=datetime.fromisoformat(time),
         ref=ref,
         seq=seq,
+    )
+
+
+WINDOW_COLUMNS = "trigger_key, window_key, version, state, deadline"
+# A row is replaced only by a higher version: writes committed out of order (PostgreSQL
+# commits concurrent outcomes in any order) never bring an older state back.
+SAVE_WINDOW = (
+    "INSERT INTO trigger_windows (trigger_key, window_key, version, state, deadline, updated_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (trigger_key, window_key) DO UPDATE SET"
+    " version = excluded.version, state = excluded.state, deadline = excluded.deadline,"
+    " updated_at = excluded.updated_at WHERE trigger_windows.version < excluded.version"
+)
+# Closed windows long enough ago that no write of theirs is still on its way, and dedupe
+# keys whose period is over.
+PRUNE_WINDOWS = (
+    "DELETE FROM trigger_windows WHERE (state IS NULL AND updated_at < $1)"
+    " OR (window_key LIKE 'dedupe:%' AND deadline < $1)"
+)
+
+
+def window_values(window: WindowRow, at: datetime) -> tuple[Any, ...]:
+    return (
+        window.trigger_key,
+        window.window_key,
+        window.version,
+        json.dumps(window.state, default=str) if window.state is not None else None,
+        ts(window.deadline),
+        ts(at),
+    )
+
+
+def window_from(row: Any) -> WindowRow:
+    trigger_key, window_key, version, state, deadline = row
+    return WindowRow(
+        trigger_key, window_key, int(version), json.loads(state) if state else None, dt(deadline)
     )

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,13 +32,17 @@ from reactor.store.records import (
     ProcessRecord,
     RunRecord,
     TaskRecord,
+    WindowRow,
 )
 from reactor.store.rows import (
     ATTEMPT_COLUMNS,
     DEAD_LETTER_COLUMNS,
     EVENT_COLUMNS,
+    PRUNE_WINDOWS,
     RUN_COLUMNS,
     RUN_FIELDS,
+    SAVE_WINDOW,
+    WINDOW_COLUMNS,
     attempt_from,
     attempt_values,
     dead_letter_from,
@@ -48,6 +53,8 @@ from reactor.store.rows import (
     run_values,
     task_values,
     ts,
+    window_from,
+    window_values,
 )
 
 __all__ = ["SqliteStore"]
@@ -191,6 +198,20 @@ def _insert_run(conn: sqlite3.Connection, run: RunRecord) -> Admitted:
     return Admitted(run_from(row), False)
 
 
+def _qmarks(sql: str) -> str:
+    """A statement shared with PostgreSQL, its ``$n`` parameters written as SQLite's ``?``."""
+    return re.sub(r"\$\d+", "?", sql)
+
+
+_SAVE_WINDOW = _qmarks(SAVE_WINDOW)
+_PRUNE_WINDOWS = _qmarks(PRUNE_WINDOWS)
+
+
+def _save_windows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    if rows:
+        conn.executemany(_SAVE_WINDOW, rows)
+
+
 def _save_cursor(conn: sqlite3.Connection, trigger_key: str, cursor: Any, at: datetime) -> None:
     conn.execute(
         "INSERT INTO sensor_cursors (trigger_key, cursor, updated_at) VALUES (?,?,?)"
@@ -325,6 +346,33 @@ class SqliteStore:
 
         return await self._reader.call(op)
 
+    async def find_events(self, event_id: str, limit: int) -> list[StoredEvent]:
+        def op(conn: sqlite3.Connection) -> list[StoredEvent]:
+            rows = conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ? ORDER BY seq LIMIT ?",
+                (event_id, limit),
+            ).fetchall()
+            return [event_from(r) for r in rows]
+
+        return await self._reader.call(op)
+
+    async def events_received(
+        self, since: datetime, *, after: tuple[datetime, int] | None = None, limit: int
+    ) -> list[StoredEvent]:
+        start, seq = (since, 0) if after is None else after
+        # Timestamps are UTC ISO text: compared as text, in the index's order.
+        args = (ts(since.astimezone(UTC)), ts(start.astimezone(UTC)), seq, limit)
+
+        def op(conn: sqlite3.Connection) -> list[StoredEvent]:
+            rows = conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE received_at >= ?"
+                " AND (received_at, seq) > (?, ?) ORDER BY received_at, seq LIMIT ?",
+                args,
+            ).fetchall()
+            return [event_from(r) for r in rows]
+
+        return await self._reader.call(op)
+
     async def last_event(self, source: str) -> StoredEvent | None:
         def op(conn: sqlite3.Connection) -> StoredEvent | None:
             row = conn.execute(
@@ -352,14 +400,49 @@ class SqliteStore:
         decisions: list[dict[str, Any]],
         runs: Sequence[RunRecord],
         at: datetime,
+        windows: Sequence[WindowRow] = (),
     ) -> list[Admitted]:
+        rows = [window_values(w, at) for w in windows]
+
         def op(conn: sqlite3.Connection) -> list[Admitted]:
             admitted = [_insert_run(conn, run) for run in runs]
             conn.execute(
                 "UPDATE events SET evaluated_at = ?, outcome = ? WHERE source = ? AND id = ?",
                 (ts(at), json.dumps(decisions, default=str), event.source, event.id),
             )
+            _save_windows(conn, rows)
             return admitted
+
+        return await self._writer.call(op)
+
+    # Trigger windows
+
+    async def save_windows(
+        self, windows: Sequence[WindowRow], runs: Sequence[RunRecord], at: datetime
+    ) -> list[Admitted]:
+        rows = [window_values(w, at) for w in windows]
+
+        def op(conn: sqlite3.Connection) -> list[Admitted]:
+            admitted = [_insert_run(conn, run) for run in runs]
+            _save_windows(conn, rows)
+            return admitted
+
+        return await self._writer.call(op)
+
+    async def open_windows(self) -> list[WindowRow]:
+        def op(conn: sqlite3.Connection) -> list[WindowRow]:
+            rows = conn.execute(
+                f"SELECT {WINDOW_COLUMNS} FROM trigger_windows WHERE state IS NOT NULL"
+                " ORDER BY trigger_key, window_key"
+            ).fetchall()
+            return [window_from(row) for row in rows]
+
+        return await self._reader.call(op)
+
+    async def prune_windows(self, before: datetime) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute(_PRUNE_WINDOWS, (ts(before), ts(before)))
+            return deleted.rowcount
 
         return await self._writer.call(op)
 

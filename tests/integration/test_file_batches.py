@@ -71,7 +71,7 @@ def write_files(folder: Path, *names: str, content: str = "id\n1\n") -> None:
 async def test_a_marker_completes_a_folder_and_one_event_carries_its_files(
     write_batches, landing: Path, start_reactor, store: Store, recorder: Recorder
 ) -> None:
-    write_batches("batch: {marker: _SUCCESS}")
+    write_batches("complete: {marker: _SUCCESS}")
     async with start_reactor() as reactor:
         await watching(reactor)
         day = landing / "day=2026-03-01"
@@ -112,7 +112,7 @@ async def test_a_marker_completes_a_folder_and_one_event_carries_its_files(
 async def test_a_batch_triggers_once_across_restarts_and_later_files_do_not_retrigger(
     write_batches, landing: Path, start_reactor, store: Store, recorder: Recorder
 ) -> None:
-    write_batches("batch: {marker: _SUCCESS}")
+    write_batches("complete: {marker: _SUCCESS}")
     write_files(landing / "b1", "a.csv", "_SUCCESS")  # complete before the service starts
     async with start_reactor():
         await recorder.wait_finished(1)
@@ -133,7 +133,7 @@ async def test_a_batch_triggers_once_across_restarts_and_later_files_do_not_retr
 async def test_with_on_change_retrigger_a_changed_batch_runs_again(
     write_batches, landing: Path, start_reactor, store: Store, recorder: Recorder
 ) -> None:
-    write_batches("batch: {count: 2}\non_change: retrigger")
+    write_batches("complete: {count: 2}\non_change: retrigger")
     write_files(landing / "b1", "a.csv", "b.csv")
     async with start_reactor():
         await recorder.wait_finished(1)
@@ -153,7 +153,7 @@ async def test_with_on_change_retrigger_a_changed_batch_runs_again(
 async def test_count_completes_when_enough_matching_files_arrived(
     write_batches, landing: Path, start_reactor, store: Store, recorder: Recorder
 ) -> None:
-    write_batches("batch: {count: 3}\nrecursive: true")
+    write_batches("complete: {count: 3}\nrecursive: true")
     async with start_reactor() as reactor:
         await watching(reactor)
         write_files(landing / "b1", "a.csv", "skip.txt")
@@ -172,7 +172,7 @@ async def test_count_completes_when_enough_matching_files_arrived(
 async def test_a_manifest_completes_when_every_listed_file_is_there_with_its_size(
     write_batches, landing: Path, start_reactor, store: Store, recorder: Recorder
 ) -> None:
-    write_batches("batch: {manifest: manifest.json}")
+    write_batches("complete: {manifest: manifest.json}")
     async with start_reactor() as reactor:
         await watching(reactor)
         b1 = landing / "b1"
@@ -196,7 +196,7 @@ async def test_a_manifest_completes_when_every_listed_file_is_there_with_its_siz
 async def test_a_broken_manifest_is_reported_in_health_and_a_fixed_one_completes(
     write_batches, landing: Path, start_reactor, store: Store, recorder: Recorder
 ) -> None:
-    write_batches("batch: {manifest: manifest.json}")
+    write_batches("complete: {manifest: manifest.json}")
     b1 = landing / "b1"
     async with start_reactor() as reactor:
         await watching(reactor)
@@ -240,7 +240,7 @@ def deadlines(clock: FakeClock) -> list[float]:
 async def test_quiet_completes_once_nothing_changed_for_that_long(
     write_batches, landing: Path, start_reactor, store: Store, recorder: Recorder
 ) -> None:
-    write_batches("batch: {quiet: 30s}")
+    write_batches("complete: {quiet: 30s}")
     clock = FakeClock()
     start = clock.now()
     async with start_reactor(clock=clock) as reactor:
@@ -264,7 +264,7 @@ async def test_quiet_completes_once_nothing_changed_for_that_long(
 async def test_files_of_a_batch_must_also_settle(
     write_batches, landing: Path, start_reactor, store: Store, recorder: Recorder
 ) -> None:
-    write_batches("batch: {marker: _SUCCESS}", settle="2s")
+    write_batches("complete: {marker: _SUCCESS}", settle="2s")
     clock = FakeClock()
     async with start_reactor(clock=clock) as reactor:
         await watching(reactor)

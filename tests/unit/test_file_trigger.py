@@ -42,15 +42,15 @@ def test_defaults_and_short_forms(tmp_path: Path) -> None:
     assert spec.pattern == ["*.csv"]
     assert spec.ignore == ["*.tmp"]
     assert spec.on_change == "ignore"
-    assert spec.batch is None
+    assert spec.complete is None
     assert spec.event_filter("p/file").type == "reactor.file.arrived"
 
 
 def test_a_batch_trigger_emits_batch_events(tmp_path: Path) -> None:
-    spec = spec_of(load(tmp_path, "batch: {quiet: 30s}\non_change: retrigger"))
-    assert spec.batch is not None
-    assert spec.batch.quiet == 30.0
-    assert spec.batch.rule == "quiet"
+    spec = spec_of(load(tmp_path, "complete: {quiet: 30s}\non_change: retrigger"))
+    assert spec.complete is not None
+    assert spec.complete.quiet == 30.0
+    assert spec.complete.rule == "quiet"
     assert spec.on_change == "retrigger"
     assert spec.event_filter("p/file").type == "reactor.file.batch"
 
@@ -59,38 +59,38 @@ def test_a_batch_trigger_emits_batch_events(tmp_path: Path) -> None:
     ("trigger", "expected"),
     [
         (
-            "batch:\n  marker: _SUCCESS\n  count: 3",
-            "p.yaml:5: triggers[0].batch: a batch needs exactly one of 'marker:', 'manifest:',"
+            "complete:\n  marker: _SUCCESS\n  count: 3",
+            "p.yaml:5: triggers[0].complete: complete: needs exactly one of 'marker:', 'manifest:',"
             " 'count:' or 'quiet:'; found 'marker' and 'count'",
         ),
         (
-            "batch: {}",
-            "p.yaml:5: triggers[0].batch: a batch needs exactly one of 'marker:', 'manifest:',"
+            "complete: {}",
+            "p.yaml:5: triggers[0].complete: complete: needs exactly one of 'marker:', 'manifest:',"
             " 'count:' or 'quiet:'",
         ),
         (
-            "batch:\n  count: 0",
-            "p.yaml:6: triggers[0].batch.count: Input should be greater than or equal to 1",
+            "complete:\n  count: 0",
+            "p.yaml:6: triggers[0].complete.count: Input should be greater than or equal to 1",
         ),
         (
-            "batch:\n  quiet: soon",
-            "p.yaml:6: triggers[0].batch.quiet: 'soon' is not a duration;"
+            "complete:\n  quiet: soon",
+            "p.yaml:6: triggers[0].complete.quiet: 'soon' is not a duration;"
             " write a number of seconds or 500ms, 10s, 5m, 1h, 1d",
         ),
-        ("batch: {quiet: 0s}", "p.yaml:5: triggers[0].batch: quiet: must be longer than 0s"),
+        ("complete: {quiet: 0s}", "p.yaml:5: triggers[0].complete: quiet: must be longer than 0s"),
         (
-            "batch:\n  marker: ../_SUCCESS",
-            "p.yaml:6: triggers[0].batch.marker: marker: '../_SUCCESS' must be a file name"
+            "complete:\n  marker: ../_SUCCESS",
+            "p.yaml:6: triggers[0].complete.marker: marker: '../_SUCCESS' must be a file name"
             " inside the batch folder",
         ),
         (
-            "batch:\n  manifest: /etc/manifest.json",
-            "p.yaml:6: triggers[0].batch.manifest: manifest: '/etc/manifest.json' must be a"
+            "complete:\n  manifest: /etc/manifest.json",
+            "p.yaml:6: triggers[0].complete.manifest: manifest: '/etc/manifest.json' must be a"
             " file name inside the batch folder",
         ),
         (
-            "batch:\n  when: done",
-            "p.yaml:6: triggers[0].batch.when: unknown field",
+            "complete:\n  when: done",
+            "p.yaml:6: triggers[0].complete.when: unknown field",
         ),
         (
             "on_change: sometimes",

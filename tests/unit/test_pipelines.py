@@ -319,12 +319,26 @@ def test_a_trigger_missing_a_field_of_its_kind(tmp_path: Path) -> None:
         """
         name: p
         triggers:
+          - on: pipeline
+            when: "true"
+        tasks:
+          - {id: a, shell: echo}
+        """,
+    ) == ["p.yaml:3: triggers[0].pipeline: field required"]
+
+
+def test_an_event_trigger_needs_a_type_or_a_correlation(tmp_path: Path) -> None:
+    assert problems(
+        tmp_path,
+        """
+        name: p
+        triggers:
           - on: event
             when: "true"
         tasks:
           - {id: a, shell: echo}
         """,
-    ) == ["p.yaml:3: triggers[0].type: field required"]
+    ) == ["p.yaml:3: triggers[0]: on: event needs type: (a glob) or all_of: (a correlation)"]
 
 
 def test_a_task_with_no_type_key(tmp_path: Path) -> None:
@@ -336,7 +350,7 @@ def test_a_task_with_no_type_key(tmp_path: Path) -> None:
           - id: a
             needs: []
         """,
-    ) == ["p.yaml:3: tasks[0]: a task needs one type key, one of: python, shell"]
+    ) == ["p.yaml:3: tasks[0]: a task needs one type key, one of: kafka, python, shell"]
 
 
 def test_a_task_with_two_type_keys(tmp_path: Path) -> None:
@@ -646,7 +660,7 @@ def test_load_folder_collects_every_problem_and_keeps_valid_pipelines(
     assert set(result.pipelines) == {"alpha", "gamma"}
     assert result.pipelines["alpha"].path == good.resolve()
     assert [str(p) for p in result.problems] == [
-        "pipelines/b.yaml:3: tasks[0]: a task needs one type key, one of: python, shell",
+        "pipelines/b.yaml:3: tasks[0]: a task needs one type key, one of: kafka, python, shell",
         "pipelines/d.yaml:2: invalid YAML: expected the node content, but found '<stream end>'",
     ]
     assert result.broken == {broken.resolve(), bad_yaml.resolve()}
