@@ -462,7 +462,8 @@ class Windows:
         now: datetime,
         why: str,
     ) -> Step:
-        events = [self._events[ref] for ref in window.events if ref is not None]
+        # An event the store no longer has (pruned) is left out rather than block the rest.
+        events = [self._events[ref] for ref in window.events if ref in self._events]
         rows = [self._close(window)]
         if not events:
             return Step("closed", "empty window", rows=rows)
