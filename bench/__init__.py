@@ -12,12 +12,15 @@ from typing import Any
 
 from bench.events import event_to_task, http_event_to_task
 from bench.files import file_to_task
+from bench.kafka import kafka_ingest, kafka_to_task
 from bench.measure import Figure, machine_facts, percentile, summary
 from bench.memory import serve_memory
+from bench.rules import rule_engine, rules_end_to_end
 from bench.runs import chain, fan_out
 from bench.schedule import schedule_to_task
 from bench.store import store_throughput
 from bench.store_postgres import postgres_store_throughput
+from bench.table import table_to_task
 from bench.webhooks import webhook_throughput
 
 __all__ = [
@@ -30,12 +33,17 @@ __all__ = [
     "fan_out",
     "file_to_task",
     "http_event_to_task",
+    "kafka_ingest",
+    "kafka_to_task",
     "machine_facts",
     "percentile",
+    "rule_engine",
+    "rules_end_to_end",
     "schedule_to_task",
     "serve_memory",
     "store_throughput",
     "summary",
+    "table_to_task",
     "webhook_throughput",
 ]
 
@@ -61,6 +69,11 @@ class Sizes:
     ticks: int = 500
     webhook_seconds: float = 5.0
     webhook_clients: int = 50
+    table_rows: int = 200
+    kafka_messages: int = 1000
+    kafka_burst: int = 20_000
+    rule_events: int = 200_000
+    rule_publishes: int = 5000
 
     @classmethod
     def tiny(cls) -> Sizes:
@@ -80,6 +93,11 @@ class Sizes:
             ticks=10,
             webhook_seconds=0.3,
             webhook_clients=5,
+            table_rows=5,
+            kafka_messages=20,
+            kafka_burst=200,
+            rule_events=2000,
+            rule_publishes=50,
         )
 
     def to_json(self) -> dict[str, object]:
@@ -150,5 +168,30 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "store-postgres",
         "PostgreSQL store: task transitions/s and events ingested/s",
         lambda s, report: postgres_store_throughput(s.store_operations, report),
+    ),
+    Benchmark(
+        "table",
+        "row inserted -> first task started, NOTIFY and polling every 50 ms",
+        lambda s, report: table_to_task(s.table_rows, report),
+    ),
+    Benchmark(
+        "kafka",
+        "Kafka message produced -> first task started",
+        lambda s, report: kafka_to_task(s.kafka_messages, report),
+    ),
+    Benchmark(
+        "kafka-ingest",
+        "Kafka burst -> durable events with runs queued, messages/s",
+        lambda s, report: kafka_ingest(s.kafka_burst, report),
+    ),
+    Benchmark(
+        "rules",
+        "rule engine alone, 1,000 triggers: events/s by kind of event",
+        lambda s, report: rule_engine(s.rule_events, report),
+    ),
+    Benchmark(
+        "rules-e2e",
+        "publish -> outcome recorded with 1,000 triggers, SQLite, events/s",
+        lambda s, report: rules_end_to_end(s.rule_publishes, report),
     ),
 )

@@ -9,12 +9,15 @@ __all__ = ["register"]
 
 def register(registry: Registry) -> None:
     """Entry point ``reactor.connectors``: add the built-in kinds to ``registry``."""
-    from connectors import files, python, schedule, shell, webhooks
+    from connectors import files, kafka, kafka_task, python, schedule, shell, table, webhooks
 
     registry.add_trigger(TriggerKind("file", files.FileTriggerSpec, files.FileSensor))
     registry.add_trigger(
         TriggerKind("schedule", schedule.ScheduleTriggerSpec, schedule.ScheduleSensor)
     )
     registry.add_trigger(TriggerKind("webhook", webhooks.WebhookTriggerSpec))
+    registry.add_trigger(TriggerKind("kafka", kafka.KafkaTriggerSpec, kafka.KafkaSensor))
+    registry.add_trigger(TriggerKind("table", table.TableTriggerSpec, table.TableSensor))
     registry.add_task(TaskKind("python", python.PythonTaskSpec, python.PythonAction))
     registry.add_task(TaskKind("shell", shell.ShellTaskSpec, shell.ShellAction))
+    registry.add_task(TaskKind("kafka", kafka_task.KafkaTaskSpec, kafka_task.KafkaAction))

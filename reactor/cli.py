@@ -20,6 +20,7 @@ from rich.table import Column, Table
 
 from reactor.config import SETTINGS_FILE, Config, load_config
 from reactor.errors import ReactorError, SpecErrorGroup
+from reactor.explain import NOT_CANDIDATE
 from reactor.params import parse_cli_value
 from reactor.pipelines import load_folder, open_hooks
 from reactor.service import Reactor, Settings
@@ -103,15 +104,26 @@ class LivePrinter:
     def _stamp(self) -> str:
         return datetime.now().strftime("%H:%M:%S")
 
+    def _line(self, plain: str, styled: str) -> None:
+        # Rich costs about a millisecond a line (it inspects the terminal each time); into a
+        # pipe or a file the line has no colours anyway, so it is written as it is.
+        if console.is_terminal:
+            console.print(styled)
+        else:
+            sys.stdout.write(plain + "\n")
+            sys.stdout.flush()
+
     def run_changed(self, run: RunRecord) -> None:
         style = _STATUS_STYLE.get(run.status, "")
         what = f"trigger {run.trigger}" if run.trigger else "on demand"
         what = f" {what}" if run.status == "queued" else ""
-        # Reasons and outputs are data: brackets in them must not be read as rich markup.
-        extra = f" ({escape(run.reason)})" if run.reason and run.status != "succeeded" else ""
-        console.print(
-            f"{self._stamp()} run {run.id} [bold]{run.pipeline}[/bold] "
-            f"[{style}]{run.status}[/{style}]{what}{extra}"
+        reason = f" ({run.reason})" if run.reason and run.status != "succeeded" else ""
+        stamp = self._stamp()
+        self._line(
+            f"{stamp} run {run.id} {run.pipeline} {run.status}{what}{reason}",
+            # Reasons and outputs are data: brackets in them must not be read as markup.
+            f"{stamp} run {run.id} [bold]{escape(run.pipeline)}[/bold] "
+            f"[{style}]{run.status}[/{style}]{what}{escape(reason)}",
         )
         # Only --exit-after needs the finished runs: kept for good, a long-lived serve
         # would grow by every run it ever finished.
@@ -125,13 +137,14 @@ class LivePrinter:
         detail = ""
         if task.status == "succeeded" and task.output not in (None, ""):
             shown = json.dumps(task.output, default=str)
-            detail = f" output={escape(shown[:80])}{'...' if len(shown) > 80 else ''}"
+            detail = f" output={shown[:80]}{'...' if len(shown) > 80 else ''}"
         elif note:
-            detail = f" {escape(note)}"
-        console.print(
-            f"{self._stamp()} run {run.id}   task {task.task_id} "
-            f"[{style}]{task.status}[/{style}]{detail}",
-            markup=True,
+            detail = f" {note}"
+        stamp = self._stamp()
+        self._line(
+            f"{stamp} run {run.id}   task {task.task_id} {task.status}{detail}",
+            f"{stamp} run {run.id}   task {task.task_id} "
+            f"[{style}]{task.status}[/{style}]{escape(detail)}",
         )
 
 
@@ -553,6 +566,226 @@ def schedule(
             console.print(
                 f"  {moment.isoformat()}  {moment:%a}  (UTC {moment.astimezone(UTC).isoformat()})"
             )
+
+
+_OUTCOME_STYLE = {"fired": "green", NOT_CANDIDATE: "dim", "condition_false": "yellow"}
+
+
+def _outcome(code: str) -> str:
+    style = _OUTCOME_STYLE.get(code, "red" if "error" in code or "invalid" in code else "")
+    return f"[{style}]{escape(code)}[/{style}]" if style else escape(code)
+
+
+def _print_event_explanation(found: dict[str, Any], source_given: bool) -> None:
+    event = found["event"]
+    console.print(
+        f"event [bold]{escape(event['id'])}[/bold] from {escape(event['source'])},"
+        f" type {escape(event['type'])}"
+    )
+    evaluated = found["evaluated_at"] or "not yet"
+    console.print(f"received {found['received_at']}, evaluated {evaluated}")
+    same = found["same_id"]
+    if same["count"]:
+        sources = ", ".join(escape(o["source"]) for o in same["events"])
+        more = "+" if found.get("same_id_more") else ""
+        hint = "" if source_given else "; pass --source to pick another"
+        console.print(
+            f"{same['count']}{more} other event(s) share this id (sources: {sources}){hint}"
+        )
+    table = Table(
+        Column("trigger", no_wrap=True),
+        "outcome",
+        "reason",
+        Column("run", no_wrap=True, min_width=32),
+    )
+    for entry in found["triggers"]:
+        reason = entry["reason"]
+        if entry.get("computed_now"):
+            reason += " (computed now)"
+        if entry["recorded"] and not entry["loaded"]:
+            reason += " (trigger no longer loaded)"
+        if entry.get("params") and entry["fired"]:
+            reason += f" params={json.dumps(entry['params'], default=str)}"
+        table.add_row(
+            escape(str(entry["trigger"])),
+            _outcome(str(entry["outcome"])),
+            escape(reason),
+            entry.get("run_id") or "",
+        )
+    if found["triggers"]:
+        console.print(table)
+    else:
+        console.print("no pipeline is loaded and nothing was recorded for this event")
+    for run_id in found["run_ids"]:
+        console.print(f"run {run_id}")
+    if not found["run_ids"]:
+        console.print("no run started for this event")
+
+
+def _print_pipeline_explanation(found: dict[str, Any], since: str) -> None:
+    console.print(
+        f"pipeline [bold]{escape(found['pipeline'])}[/bold], last {escape(since)}"
+        f" ({found['since']} to {found['until']})"
+    )
+    for trigger in found["triggers"]:
+        what = [f"type {trigger['type']!r}"]
+        if trigger["source"]:
+            what.append(f"source {trigger['source']!r}")
+        if trigger["when"]:
+            what.append(f"when {trigger['when']!r}")
+        console.print(
+            f"  trigger {escape(trigger['trigger'])} (on {trigger['on']}): "
+            f"{escape(', '.join(what))}"
+        )
+    if not found["triggers"]:
+        console.print("  no triggers: this pipeline runs only on demand")
+    events = found["events"]
+    more = " (stopped reading: too many)" if events["truncated"] else ""
+    console.print(
+        f"events received: {events['total']}{more}; reached its triggers: {events['reached']};"
+        f" not evaluated yet: {events['unevaluated']}"
+    )
+    for code, slot in found["outcomes"].items():
+        console.print(f"  {_outcome(code)}: {slot['count']}")
+        for example in slot["last"]:
+            run = f" -> run {example['run_id']}" if example.get("run_id") else ""
+            console.print(
+                f"    {example['received_at']} event {escape(example['event_id'])}"
+                f" ({escape(example['type'])}) {escape(str(example['trigger']))}:"
+                f" {escape(example['reason'])}{run}"
+            )
+    unmatched = found["unmatched"]
+    if unmatched["count"]:
+        types = ", ".join(f"{escape(t)} {n}" for t, n in unmatched["by_type"].items())
+        console.print(f"events none of its triggers could match: {unmatched['count']} ({types})")
+    runs_found = found["runs"]
+    statuses = ", ".join(f"{s} {n}" for s, n in runs_found["by_status"].items())
+    console.print(f"runs: {runs_found['count']}" + (f" ({statuses})" if statuses else ""))
+    for item in runs_found["last"]:
+        why = f" ({escape(item['reason'])})" if item["reason"] else ""
+        console.print(
+            f"  run {item['id']} {item['status']} {escape(item['trigger'] or 'on demand')}"
+            f" {item['created_at']}{why}"
+        )
+    if not events["reached"] and not runs_found["count"]:
+        console.print("no event reached this pipeline's triggers and it did not run in this period")
+
+
+@app.command()
+def explain(
+    event_id: Annotated[
+        str | None, typer.Argument(metavar="[EVENT_ID]", help="The event to explain.")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="The event's source (an id is unique per source; default: the first)."),
+    ] = None,
+    pipeline: Annotated[
+        str | None,
+        typer.Option(help="Explain why this pipeline ran or did not run, instead of an event."),
+    ] = None,
+    since: Annotated[
+        str, typer.Option(help="With --pipeline: the period to look at (30m, 1h, 1d).")
+    ] = "1h",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Why an event fired or did not fire each trigger, or why a pipeline did not run."""
+    from reactor.client import Client  # only the commands that talk to a service need httpx
+    from reactor.durations import parse_duration
+
+    if (event_id is None) == (pipeline is None):
+        raise _fail("give an EVENT_ID or --pipeline P (one of them)", 2)
+    if pipeline is not None and source is not None:
+        raise _fail("--source goes with an EVENT_ID, not with --pipeline", 2)
+    if pipeline is not None:
+        try:
+            parse_duration(since)
+        except ValueError as exc:
+            raise _fail(f"--since: {exc}", 2) from None
+    try:
+        with Client(url) as client:
+            if event_id is not None:
+                found = client.explain_event(event_id, source)
+            else:
+                assert pipeline is not None
+                found = client.explain_pipeline(pipeline, since)
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+    elif event_id is not None:
+        _print_event_explanation(found, source is not None)
+    else:
+        _print_pipeline_explanation(found, since)
+
+
+@app.command("test-trigger")
+def test_trigger(
+    pipeline: Annotated[str, typer.Argument(help="The pipeline's name.")],
+    event_file: Annotated[
+        Path,
+        typer.Option("--event", help="A CloudEvents JSON file (structured mode) to evaluate."),
+    ],
+    folder: Annotated[Path, typer.Option("--dir", help="The pipelines folder.")] = Path(),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Evaluate an event against a pipeline's triggers without starting anything.
+
+    Exit 0 if a trigger fired, 1 if none did, 2 for bad input.
+    """
+    from reactor.events import Event, InvalidEvent
+    from reactor.explain import dry_run
+
+    try:
+        text = event_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _fail(f"--event {event_file}: no such file", 2) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"--event {event_file}: cannot read it: {exc}", 2) from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"--event {event_file} is not JSON: {exc}", 2) from None
+    try:
+        event = Event.from_cloudevent(body, default_source="reactor/cli")
+    except InvalidEvent as exc:
+        raise _fail(f"--event {event_file} is not a CloudEvent: {exc}", 2) from None
+    loaded = load_folder(folder)
+    target = loaded.pipelines.get(pipeline)
+    if target is None:
+        for problem in loaded.problems:
+            err.print(str(problem), markup=False)
+        known = ", ".join(sorted(loaded.pipelines)) or "none"
+        raise _fail(f"no valid pipeline {pipeline!r} in {folder} (found: {known})", 2)
+    entries = dry_run(target, event, os.environ)
+    fired = [e for e in entries if e["fired"]]
+    if as_json:
+        result = {"pipeline": pipeline, "event": event.to_cloudevent(), "triggers": entries}
+        sys.stdout.write(json.dumps(result | {"fired": len(fired)}, indent=2, default=str) + "\n")
+    else:
+        console.print(
+            f"event {escape(event.type)} from {escape(event.source)} against"
+            f" [bold]{escape(pipeline)}[/bold] ({len(entries)} trigger(s)); nothing is started"
+        )
+        table = Table(Column("trigger", no_wrap=True), "candidate", "outcome", "reason", "params")
+        for entry in entries:
+            params = entry.get("params")
+            table.add_row(
+                escape(entry["trigger"]),
+                "yes" if entry["candidate"] else "no",
+                _outcome(entry["outcome"]),
+                escape(entry["reason"]),
+                "" if params is None else escape(json.dumps(params, default=str)),
+            )
+        if entries:
+            console.print(table)
+        else:
+            console.print(f"pipeline {pipeline!r} has no triggers (it runs only on demand)")
+        names = ", ".join(e["trigger"] for e in fired)
+        console.print(f"fired: {escape(names)}" if fired else "no trigger fired")
+    if not fired:
+        raise typer.Exit(1)
 
 
 def main() -> None:

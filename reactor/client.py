@@ -167,6 +167,19 @@ def _sensors() -> _Operation[list[dict[str, Any]]]:
     return sensors
 
 
+def _explain_event(event_id: str, source: str | None) -> _Operation[dict[str, Any]]:
+    path = f"/api/events/{quote(event_id, safe='')}/explain"
+    query = {"source": source} if source is not None else None
+    found: dict[str, Any] = yield from _call(_Request("GET", path, params=query))
+    return found
+
+
+def _explain_pipeline(pipeline: str, since: str) -> _Operation[dict[str, Any]]:
+    path = f"/api/pipelines/{quote(pipeline, safe='')}/explain"
+    found: dict[str, Any] = yield from _call(_Request("GET", path, params={"since": since}))
+    return found
+
+
 def _health() -> _Operation[dict[str, Any]]:
     # A stopping service answers 503 with its health.
     health: dict[str, Any] = yield from _call(_Request("GET", "/healthz", ok=(200, 503)))
@@ -289,6 +302,15 @@ class Client(_Base):
         """Each sensor's state, counts, lag, cursor and last error."""
         return self._drive(_sensors())
 
+    def explain_event(self, event_id: str, source: str | None = None) -> dict[str, Any]:
+        """Why the event fired or did not fire each trigger (the first stored with that id,
+        unless ``source`` says which)."""
+        return self._drive(_explain_event(event_id, source))
+
+    def explain_pipeline(self, pipeline: str, since: str = "1h") -> dict[str, Any]:
+        """Why ``pipeline`` ran or did not over the last ``since`` (a duration: 30m, 1h)."""
+        return self._drive(_explain_pipeline(pipeline, since))
+
 
 class AsyncClient(_Base):
     """The same client for async code; use it with ``async with``."""
@@ -387,3 +409,12 @@ class AsyncClient(_Base):
     async def sensors(self) -> list[dict[str, Any]]:
         """Each sensor's state, counts, lag, cursor and last error."""
         return await self._drive(_sensors())
+
+    async def explain_event(self, event_id: str, source: str | None = None) -> dict[str, Any]:
+        """Why the event fired or did not fire each trigger (the first stored with that id,
+        unless ``source`` says which)."""
+        return await self._drive(_explain_event(event_id, source))
+
+    async def explain_pipeline(self, pipeline: str, since: str = "1h") -> dict[str, Any]:
+        """Why ``pipeline`` ran or did not over the last ``since`` (a duration: 30m, 1h)."""
+        return await self._drive(_explain_pipeline(pipeline, since))

@@ -30,6 +30,8 @@ __all__ = ["RunExecutor", "RunObserver", "TaskEventSink", "task_event"]
 logger = logging.getLogger("reactor.executor")
 
 _LOG_FLUSH_SECONDS = 0.2
+#: Read once: a run's attempts record where they ran, and the name does not change.
+_HOST = socket.gethostname()
 
 
 class TaskEventSink(Protocol):
@@ -130,7 +132,7 @@ class RunExecutor:
         self._cancel_reason: str | None = None
         self._open_attempts: dict[str, AttemptRecord] = {}
         self._resume = resume
-        self._host = socket.gethostname()
+        self._host = _HOST
         self._needs = pipeline.needs
         self._dependants: dict[str, list[str]] = {t: [] for t in pipeline.order}
         for task_id in pipeline.order:

@@ -98,13 +98,18 @@ class Expression:
         values: dict[str, Any] = {}
         for path in _paths(self.source):
             try:
-                values[path] = Expression(path).evaluate(scope)
+                values[path] = _path_expression(path).evaluate(scope)
             except ExpressionError:
                 values[path] = "<undefined>"
         return values
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
+
+
+@lru_cache(maxsize=4096)
+def _path_expression(path: str) -> Expression:
+    return Expression(path)
 
 
 @lru_cache(maxsize=1024)

@@ -126,6 +126,13 @@ class Trigger:
     #: Batch, debounce, correlation, dedupe and rate limit, if it has any.
     grouping: Grouping | None = None
 
+    @property
+    def filters(self) -> tuple[EventFilter, ...]:
+        """What the rule engine files the trigger under: its filter, or for a
+        correlation one filter per pattern."""
+        several = self.spec.event_filters(self.key)
+        return several if len(several) > 1 else (self.filter,)
+
     def problem(self, key: str, message: str) -> SpecProblem:
         """A problem of this trigger's ``key``, at that key's line."""
         lines = dict(self.lines)

@@ -14,7 +14,7 @@ from reactor.params import check_params
 from reactor.pipelines import Pipeline, Trigger
 from reactor.specs import EventFilter
 
-__all__ = ["Decision", "Outcome", "RuleEngine", "run_key"]
+__all__ = ["Decision", "Outcome", "RuleEngine", "decide", "event_scope", "run_key"]
 
 
 #: What happened to an event at one trigger: ``fired`` (a run), or why not. The service
@@ -67,10 +67,12 @@ class _Entry:
 
     __slots__ = ("order", "pair", "source", "source_glob", "type_glob")
 
-    def __init__(self, order: int, trigger: Trigger, pipeline: Pipeline) -> None:
+    def __init__(
+        self, order: int, trigger: Trigger, pipeline: Pipeline, filter_: EventFilter
+    ) -> None:
         self.order = order
         self.pair = (trigger, pipeline)
-        kind, source = trigger.filter.type, trigger.filter.source
+        kind, source = filter_.type, filter_.source
         self.type_glob = _compiled(kind) if EventFilter.is_glob(kind) else None
         self.source = source
         self.source_glob = _compiled(source) if source and EventFilter.is_glob(source) else None
@@ -123,17 +125,23 @@ class RuleEngine:
     def __init__(self, pipelines: Iterable[Pipeline]) -> None:
         self._exact: dict[str, _Bucket] = {}
         self._globs: dict[str, _Bucket] = {}
+        self._multi = False
         order = 0
         for pipeline in pipelines:
             for trigger in pipeline.triggers:
-                entry = _Entry(order, trigger, pipeline)
+                # A correlation is filed under each of its patterns; an event matching
+                # two of them still meets the trigger once (``candidates`` dedupes).
+                filters = trigger.filters
+                self._multi |= len(filters) > 1
+                for filter_ in filters:
+                    entry = _Entry(order, trigger, pipeline, filter_)
+                    kind = filter_.type
+                    if entry.type_glob is None:
+                        self._exact.setdefault(kind, _Bucket()).add(entry)
+                    else:
+                        prefix = kind[: _literal_length(kind)]
+                        self._globs.setdefault(prefix, _Bucket()).add(entry)
                 order += 1
-                kind = trigger.filter.type
-                if entry.type_glob is None:
-                    self._exact.setdefault(kind, _Bucket()).add(entry)
-                else:
-                    prefix = kind[: _literal_length(kind)]
-                    self._globs.setdefault(prefix, _Bucket()).add(entry)
         self._prefix_lengths = tuple(sorted({len(p) for p in self._globs}))
 
     def candidates(self, event: Event) -> list[tuple[Trigger, Pipeline]]:
@@ -156,13 +164,26 @@ class RuleEngine:
                 bucket.collect(event, found)
         if len(found) - exact > 1:
             found[exact:] = sorted(found[exact:], key=_order)
+        if self._multi and len(found) > 1:
+            unique: dict[int, _Entry] = {}
+            for entry in found:
+                unique.setdefault(entry.order, entry)
+            found = list(unique.values())
         return [e.pair for e in found]
 
     def evaluate(self, event: Event, env: Mapping[str, str]) -> list[Decision]:
         """Decide for every trigger whose filter matches ``event``; pure, no I/O."""
-        return [
-            decide(trigger, pipeline, event, env) for trigger, pipeline in self.candidates(event)
-        ]
+        candidates = self.candidates(event)
+        if not candidates:
+            return []
+        # What templates see of the event is built once, not once per trigger.
+        scope = event_scope(event, env)
+        return [decide(trigger, pipeline, event, env, scope) for trigger, pipeline in candidates]
+
+
+def event_scope(event: Event, env: Mapping[str, str]) -> dict[str, Any]:
+    """The template scope of a trigger's ``when:`` and ``params:`` for ``event``."""
+    return {"event": event.scope(), "env": env, "logical": logical_scope(event, event.time)}
 
 
 def _order(entry: _Entry) -> int:
@@ -174,13 +195,25 @@ def _literal_length(pattern: str) -> int:
     return next((i for i, c in enumerate(pattern) if c in "*?["), len(pattern))
 
 
-def decide(trigger: Trigger, pipeline: Pipeline, event: Event, env: Mapping[str, str]) -> Decision:
+def decide(
+    trigger: Trigger,
+    pipeline: Pipeline,
+    event: Event,
+    env: Mapping[str, str],
+    scope: dict[str, Any] | None = None,
+) -> Decision:
+    """Whether ``trigger`` fires for ``event`` and with what params, or why not.
+
+    ``scope`` is :func:`event_scope` of the event, when the caller has it already.
+    """
+
     def no(outcome: str, reason: str, values: dict[str, Any] | None = None) -> Decision:
         return Decision(trigger.key, pipeline.name, False, reason, None, outcome, values)
 
     if not trigger.spec.accepts(event):
         return no("not_accepted", "event not accepted by the trigger")
-    scope = {"event": event.scope(), "env": env, "logical": logical_scope(event, event.time)}
+    if scope is None:
+        scope = event_scope(event, env)
     if trigger.when is not None:
         try:
             result = trigger.when.evaluate(scope)

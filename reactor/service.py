@@ -559,8 +559,8 @@ class Reactor:
 
     # Events
 
-    async def _ingest(self, event: Event) -> tuple[str, bool]:
-        result = await self.store.ingest(event, self.clock.now())
+    async def _ingest(self, event: Event, *, evaluated: bool = False) -> tuple[str, bool]:
+        result = await self.store.ingest(event, self.clock.now(), evaluated=evaluated)
         hit("ingest.after_persist")
         return result
 
@@ -937,8 +937,10 @@ class Reactor:
             return  # cut off before its end was recorded: the next start takes it over
         event = _run_event(run, outputs)
         try:
-            _, new = await self._ingest(event)
-            if not new:
+            # A run end no trigger can match is stored as evaluated: no rule-loop pass.
+            unheard = not self._rules.candidates(event)
+            _, new = await self._ingest(event, evaluated=unheard)
+            if not new or unheard:
                 return
             if not self.settings.chain:
                 await self._record_unchained(event)

@@ -155,6 +155,11 @@ class TriggerSpec(Spec):
     def event_filter(self, trigger_key: str) -> EventFilter:
         """The events this trigger can match; ``trigger_key`` is ``pipeline/trigger-id``."""
 
+    def event_filters(self, trigger_key: str) -> tuple[EventFilter, ...]:
+        """Every filter the rule engine files this trigger under (one but for a
+        correlation, which has one per pattern)."""
+        return (self.event_filter(trigger_key),)
+
     def accepts(self, event: Event) -> bool:
         """A finer check than the filter, for kinds that need one (a file pattern)."""
         return True
@@ -230,6 +235,11 @@ class EventTriggerSpec(TriggerSpec):
             types.pop() if len(types) == 1 else "*",
             sources.pop() if len(sources) == 1 else None,
         )
+
+    def event_filters(self, trigger_key: str) -> tuple[EventFilter, ...]:
+        if self.all_of is None:
+            return (self.event_filter(trigger_key),)
+        return tuple(dict.fromkeys(p.filter for p in self.all_of))
 
     def accepts(self, event: Event) -> bool:
         if self.all_of is None:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from kafka import kafka_broker  # noqa: F401  (the session's Kafka broker fixture)
 from pg import PostgresDatabases
 
 from reactor.store import Store, open_store

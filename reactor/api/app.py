@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
+from reactor.api.fast import Answer, BodyReader, IngressPath, answer_event, answer_hook
+from reactor.durations import parse_duration
 from reactor.errors import AdmissionError, StoreError
-from reactor.events import Event, InvalidEvent
-from reactor.specs import HOOK_ATTRIBUTE, HookReceiver, HookRequest, Schedule
+from reactor.explain import explain_event, explain_pipeline
+from reactor.specs import Schedule
 
 if TYPE_CHECKING:
     from reactor.service import Reactor
@@ -59,36 +62,37 @@ async def _json_body(request: Request) -> Any:
     return json.loads(raw, parse_constant=_no_constant)
 
 
-async def _limited_body(request: Request, limit: int) -> bytes | None:
-    """The body, or ``None`` as soon as it is longer than ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _stream_reader(request: Request) -> BodyReader:
+    async def read(limit: int | None) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    return read
 
 
-async def _hook_request(request: Request, receiver: HookReceiver) -> HookRequest | None:
-    body = await _limited_body(request, receiver.max_body)
-    if body is None:
-        return None
-    return HookRequest(
-        method=request.method,
-        headers={k.lower(): v for k, v in request.headers.items()},
-        query=dict(request.query_params),
-        body=body,
-        content_type=request.headers.get("content-type", ""),
-    )
+def _answer(answer: Answer) -> Response:
+    status, body = answer
+    return Response(body, status_code=status, media_type="application/json")
+
+
+class _Application(FastAPI):
+    """FastAPI, except that the ingress routes are answered before its middleware and routing."""
+
+    ingress: IngressPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.ingress is None or not await self.ingress.handled(scope, receive, send):
+            await super().__call__(scope, receive, send)
 
 
 def create_app(reactor: Reactor) -> FastAPI:
-    app = FastAPI(
+    app = _Application(
         title="Reactor",
         version="0.1.0",
         docs_url="/api/docs",
@@ -216,53 +220,46 @@ def create_app(reactor: Reactor) -> FastAPI:
         next_after = lines[-1].seq if lines else after
         return JSONResponse({"lines": [x.to_json() for x in lines], "next": next_after})
 
+    # Explanations: why an event fired or not, why a pipeline ran or not (reactor/explain.py).
+    @app.get("/api/events/{event_id}/explain")
+    async def explain_event_route(event_id: str, source: str | None = None) -> Response:
+        found = await explain_event(reactor.store, reactor.pipelines, event_id, source)
+        if found is None:
+            where = f" from source {source!r}" if source is not None else ""
+            return _error(404, f"no event {event_id!r}{where}")
+        return JSONResponse(found)
+
+    @app.get("/api/pipelines/{name}/explain")
+    async def explain_pipeline_route(name: str, since: str = "1h") -> Response:
+        pipeline = reactor.pipelines.get(name)
+        if pipeline is None:
+            known = ", ".join(sorted(reactor.pipelines)) or "none"
+            return _error(404, f"no pipeline {name!r} (loaded: {known})")
+        try:
+            period = parse_duration(since)
+        except ValueError as exc:
+            return _error(422, f"since: {exc}")
+        now = reactor.clock.now()
+        found = await explain_pipeline(
+            reactor.store, pipeline, now - timedelta(seconds=period), now
+        )
+        return JSONResponse(found)
+
+    # Served by IngressPath (reactor/api/fast.py); declared here for the OpenAPI schema.
     @app.post("/api/events")
     async def publish(request: Request) -> Response:
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind not in ("application/json", "application/cloudevents+json"):
-            return _error(
-                415,
-                "send the event as application/cloudevents+json or application/json"
-                " (CloudEvents structured mode)",
-            )
-        try:
-            body = await _json_body(request)
-            event = Event.from_cloudevent(body, default_source="reactor/api")
-        except ValueError as exc:
-            return _error(400, f"body is not JSON: {exc}")
-        except InvalidEvent as exc:
-            return _error(400, str(exc))
-        if HOOK_ATTRIBUTE in event.extensions:
-            return _error(400, f"{HOOK_ATTRIBUTE} is set only by POST /hooks/{{name}}")
-        try:
-            result = await reactor.publish(event)
-        except AdmissionError as exc:
-            return _error(503, str(exc))
-        payload = {"event_id": result.event_id, "run_ids": result.run_ids}
-        if result.duplicate:
-            return JSONResponse(payload | {"duplicate": True}, status_code=200)
-        return JSONResponse(payload, status_code=202)
+        return _answer(
+            await answer_event(reactor, request.scope["headers"], _stream_reader(request))
+        )
 
     @app.post("/hooks/{name}")
     async def hook(name: str, request: Request) -> Response:
-        receiver = reactor.hook(name)
-        if receiver is None:
-            return _error(404, f"no webhook {name!r}")
-        hook_request = await _hook_request(request, receiver)
-        if hook_request is None:
-            return _error(
-                413, f"the body is larger than this hook's max_body ({receiver.max_body} bytes)"
+        scope = request.scope
+        return _answer(
+            await answer_hook(
+                reactor, name, scope["headers"], scope["query_string"], _stream_reader(request)
             )
-        answer = receiver.receive(hook_request, reactor.clock.now())
-        if answer.event is None:
-            return JSONResponse(answer.body, status_code=answer.status)
-        try:
-            result = await reactor.publish(answer.event)
-        except AdmissionError as exc:
-            return _error(503, str(exc))
-        payload = {"event_id": result.event_id, "run_ids": result.run_ids}
-        if result.duplicate:
-            return JSONResponse(payload | {"duplicate": True}, status_code=200)
-        return JSONResponse(payload, status_code=202)
+        )
 
+    app.ingress = IngressPath(reactor)
     return app

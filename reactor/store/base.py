@@ -57,8 +57,13 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     # Events
-    async def ingest(self, event: Event, received_at: datetime) -> tuple[str, bool]:
-        """Persist ``event`` unless ``(source, id)`` is known; ``(event_id, new)``."""
+    async def ingest(
+        self, event: Event, received_at: datetime, *, evaluated: bool = False
+    ) -> tuple[str, bool]:
+        """Persist ``event`` unless ``(source, id)`` is known; ``(event_id, new)``.
+
+        ``evaluated``: no trigger can match it, so it is stored as evaluated (no decisions).
+        """
         ...
 
     async def ingest_many(

@@ -224,19 +224,17 @@ class PostgresStore:
 
     # Events
 
-    async def ingest(self, event: Event, received_at: datetime) -> tuple[str, bool]:
+    async def ingest(
+        self, event: Event, received_at: datetime, *, evaluated: bool = False
+    ) -> tuple[str, bool]:
         with self._failing(f"ingest event {event.id} from {event.source}") as pool:
             seq = await pool.fetchval(
-                "INSERT INTO events (id, source, type, subject, time, received_at, body)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, id) DO NOTHING"
-                " RETURNING seq",
-                event.id,
-                event.source,
-                event.type,
-                event.subject,
-                ts(event.time),
-                ts(received_at),
-                event.to_json(),
+                "INSERT INTO events (id, source, type, subject, time, received_at, body,"
+                " evaluated_at, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                " ON CONFLICT (source, id) DO NOTHING RETURNING seq",
+                *event_values(event, received_at),
+                ts(received_at) if evaluated else None,
+                "[]" if evaluated else None,
             )
         return event.id, seq is not None
 

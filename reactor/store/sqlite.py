@@ -284,20 +284,21 @@ class SqliteStore:
 
     # Events
 
-    async def ingest(self, event: Event, received_at: datetime) -> tuple[str, bool]:
+    async def ingest(
+        self, event: Event, received_at: datetime, *, evaluated: bool = False
+    ) -> tuple[str, bool]:
+        row = (
+            *event_values(event, received_at),
+            ts(received_at) if evaluated else None,
+            "[]" if evaluated else None,
+        )
+
         def op(conn: sqlite3.Connection) -> tuple[str, bool]:
             cursor = conn.execute(
-                "INSERT INTO events (id, source, type, subject, time, received_at, body)"
-                " VALUES (?,?,?,?,?,?,?) ON CONFLICT (source, id) DO NOTHING",
-                (
-                    event.id,
-                    event.source,
-                    event.type,
-                    event.subject,
-                    ts(event.time),
-                    ts(received_at),
-                    event.to_json(),
-                ),
+                "INSERT INTO events (id, source, type, subject, time, received_at, body,"
+                " evaluated_at, outcome) VALUES (?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (source, id) DO NOTHING",
+                row,
             )
             return event.id, cursor.rowcount == 1
 

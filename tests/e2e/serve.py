@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -28,6 +29,8 @@ class Service:
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115 (kept open for the process's life)
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115
         self.process = subprocess.Popen(
             [
                 REACTOR,
@@ -40,17 +43,25 @@ class Service:
                 *args,
             ],
             env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            # Files, not pipes: a pipe nobody reads fills up and blocks a chatty serve.
+            stdout=self._out,
+            stderr=self._err,
             start_new_session=True,
         )
 
+    def output(self) -> tuple[str, str]:
+        """What serve has written so far to stdout and stderr."""
+        texts = []
+        for file in (self._out, self._err):
+            file.flush()
+            file.seek(0)
+            texts.append(file.read().decode(errors="replace"))
+        return texts[0], texts[1]
+
     def healthy(self) -> bool:
         if self.process.poll() is not None:
-            out, err = self.process.communicate()
-            raise AssertionError(
-                f"serve exited {self.process.returncode}:\n{out.decode()}\n{err.decode()}"
-            )
+            out, err = self.output()
+            raise AssertionError(f"serve exited {self.process.returncode}:\n{out}\n{err}")
         try:
             return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
@@ -59,8 +70,8 @@ class Service:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> tuple[str, str]:
         """Signal serve itself and wait for it; returns its stdout and stderr."""
         self.process.send_signal(sig)
-        out, err = self.process.communicate(timeout=timeout)
-        return out.decode(), err.decode()
+        self.process.wait(timeout=timeout)
+        return self.output()
 
     def kill(self) -> None:
         if self.process.poll() is None:

@@ -93,6 +93,20 @@ EXAMPLE_RUNS: dict[str, list[tuple[str, dict[str, str], str]]] = {
             'task list_files succeeded output="2 files, 42 bytes: part-0.csv, part-1.csv"',
         ),
     ],
+    "kafka": [
+        (
+            "accept_orders",
+            {"order_id": "A-1", "amount": "250", "region": "us"},
+            'task check succeeded output="order A-1: 250.0 in us"',
+        ),
+    ],
+    "table": [
+        (
+            "new_orders",
+            {"order_id": "7", "customer": "ada", "amount": "250.00"},
+            'task report succeeded output="order 7 of ada: 250.00"',
+        ),
+    ],
     "schedule": [
         (
             "nightly_summary",

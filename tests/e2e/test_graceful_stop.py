@@ -86,8 +86,8 @@ async def test_sigterm_lets_a_running_task_finish(tmp_path: Path, services: list
     await wait_for(lambda: stopping(service), timeout=10, message="serve to say it is stopping")
     # The service now waits for the running task instead of cancelling it.
     (tmp_path / "pipelines" / "release").touch()
-    out, err = service.process.communicate(timeout=60)
-    out, err = out.decode(), err.decode()
+    service.process.wait(timeout=60)
+    out, err = service.output()
     assert service.process.returncode == 0, err
     assert "Traceback" not in err
     assert f"run {run_id} job succeeded" in out
