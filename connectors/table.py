@@ -9,17 +9,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import anyio
-import asyncpg
 from anyio.abc import TaskStatus
 from pydantic import Field, field_validator, model_validator
 
 from connectors.table_pg import (
-    DB_ERRORS,
     TableShape,
     connect,
+    db_errors,
     describe,
     json_value,
     quote,
@@ -30,6 +29,9 @@ from reactor.durations import Duration, format_duration, parse_duration
 from reactor.errors import ConnectorError
 from reactor.events import Event, content_id
 from reactor.sensors import SensorContext, sensor_source
+
+if TYPE_CHECKING:
+    import asyncpg
 from reactor.specs import EventFilter, TriggerSpec
 
 __all__ = [
@@ -289,7 +291,7 @@ class TableSensor:
                     await self._load_position(ctx, connection, self._shape)
             if self.spec.notify is not None:
                 await connection.add_listener(self.spec.notify, self._on_notify)
-        except DB_ERRORS as exc:
+        except db_errors() as exc:
             raise self._failure("reading the catalog", exc) from exc
         ctx.set_health("watching", self._describe())
         # Whatever was sent while no one listened: the first poll reads it.
@@ -317,7 +319,7 @@ class TableSensor:
         try:
             with anyio.fail_after(5):
                 await connection.close()
-        except DB_ERRORS:  # TimeoutError among them
+        except db_errors():  # TimeoutError among them
             connection.terminate()
 
     def _idle(self, ctx: SensorContext) -> bool:
@@ -364,7 +366,7 @@ class TableSensor:
         else:
             try:
                 await self._poll(ctx, connection)
-            except DB_ERRORS as exc:
+            except db_errors() as exc:
                 raise self._failure(f"reading {self.spec.table}", exc) from exc
         if ctx.health.state != "watching":
             ctx.set_health("watching", self._describe())
@@ -376,7 +378,7 @@ class TableSensor:
             try:
                 # Nothing came: make sure the connection still listens.
                 await connection.fetchval("SELECT 1")
-            except DB_ERRORS as exc:
+            except db_errors() as exc:
                 raise self._failure("checking the listening connection", exc) from exc
             return
         events = []

@@ -9,18 +9,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
-import asyncpg
-
 from reactor.errors import ConnectorError
 
+if TYPE_CHECKING:
+    import asyncpg
+
 __all__ = [
-    "DB_ERRORS",
     "TableShape",
     "connect",
+    "db_errors",
     "describe",
     "json_value",
     "quote",
@@ -28,15 +30,22 @@ __all__ = [
     "url_problem",
 ]
 
-#: What asyncpg and the socket raise when the database cannot be used: reported, then retried.
-DB_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    # A malformed URL (a port that is not a number, an unknown option) from asyncpg.
-    ValueError,
-)
+
+@cache
+def db_errors() -> tuple[type[BaseException], ...]:
+    """What asyncpg and the socket raise when the database cannot be used: reported, then
+    retried. A function: asyncpg (about 10 MB) is imported only when a table trigger runs."""
+    import asyncpg
+
+    return (
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        # A malformed URL (a port that is not a number, an unknown option) from asyncpg.
+        ValueError,
+    )
+
 
 WatermarkKind = Literal["time", "number"]
 
@@ -87,12 +96,14 @@ async def connect(url: str, *, connect_timeout: float = 10.0) -> asyncpg.Connect
     if problem is not None:
         raise ConnectorError(f"cannot connect to {redact(url)}: {problem}")
     try:
+        import asyncpg
+
         connection = await asyncpg.connect(
             url,
             timeout=connect_timeout,
             server_settings={"application_name": "reactor table sensor"},
         )
-    except DB_ERRORS as exc:
+    except db_errors() as exc:
         raise ConnectorError(f"cannot connect to {redact(url)}: {_reason(exc)}") from exc
     try:
         for name in ("json", "jsonb"):
