@@ -78,6 +78,42 @@ def _reactor_command() -> list[str]:
     return [sys.executable, "-c", "from reactor.cli import main; main()"]
 
 
+def start_serve(ws: Workspace) -> tuple[subprocess.Popen[bytes], Path]:
+    """`reactor serve` on the workspace's pipelines and store, on a free port, its output in
+    a log file (read by :func:`_wait_for_port`)."""
+    log = ws.root / "serve.log"
+    command = [
+        *_reactor_command(),
+        "serve",
+        str(ws.pipelines),
+        "--http",
+        "127.0.0.1:0",
+        "--store",
+        f"sqlite:///{ws.database}",
+    ]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=ws.root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return process, log
+
+
+async def wait_idle(client: httpx.AsyncClient, timeout: float) -> None:
+    """Until the service has no run active or queued."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = (await client.get("/healthz")).json()
+        if health["active_runs"] == 0 and health["queued_runs"] == 0:
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"runs still active {timeout:g}s after the load ended")
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
@@ -120,17 +156,6 @@ async def _wait_for_port(log: Path, process: subprocess.Popen[bytes], timeout: f
     raise TimeoutError(f"reactor serve printed no API address in {timeout:g}s")
 
 
-async def _wait_idle(client: httpx.AsyncClient, timeout: float) -> None:
-    """Until the service has no run active or queued."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        health = (await client.get("/healthz")).json()
-        if health["active_runs"] == 0 and health["queued_runs"] == 0:
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"runs still active after {timeout:g}s")
-
-
 async def _check_succeeded(client: httpx.AsyncClient, expected_runs: int) -> None:
     # Read after the memory figures: a page of thousands of runs raises the peak itself.
     runs = (await client.get("/api/runs", params={"limit": expected_runs})).json()
@@ -166,25 +191,7 @@ async def serve_memory(
     then after ``runs`` runs posted through the API."""
     with Workspace() as ws:
         ws.write("bench_serve", PIPELINE)
-        log = ws.root / "serve.log"
-        command = [
-            *_reactor_command(),
-            "serve",
-            str(ws.pipelines),
-            "--http",
-            "127.0.0.1:0",
-            "--store",
-            f"sqlite:///{ws.database}",
-        ]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                command,
-                cwd=ws.root,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        process, log = start_serve(ws)
         try:
             port = await _wait_for_port(log, process, 60.0)
             async with httpx.AsyncClient(
@@ -195,7 +202,7 @@ async def serve_memory(
                 idle = process_memory(process.pid)
                 before = time.perf_counter()
                 await _publish_many(client, runs, report)
-                await _wait_idle(client, 120.0)
+                await wait_idle(client, 120.0)
                 elapsed = time.perf_counter() - before
                 loaded = process_memory(process.pid)
                 await _check_succeeded(client, runs)

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from bench.measure import Figure
-from bench.memory import _reactor_command, _stop, _wait_for_port
+from bench.memory import _stop, _wait_for_port, start_serve, wait_idle
 from bench.workspace import Workspace
 
 __all__ = ["webhook_throughput"]
@@ -115,16 +115,6 @@ async def _floor(clients: int, seconds: float) -> Any:
     return result
 
 
-async def _wait_idle(client: httpx.AsyncClient, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        health = (await client.get("/healthz")).json()
-        if health["active_runs"] == 0 and health["queued_runs"] == 0:
-            return
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"runs still active {timeout:g}s after the load ended")
-
-
 def _run_counts(database: Path) -> dict[str, int]:
     """Runs of the benchmark's pipeline by status, read from the store's file."""
     conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
@@ -147,25 +137,7 @@ async def webhook_throughput(
         ws.write("bench_webhook", PIPELINE)
         secret_file = ws.pipelines / "secret.txt"
         secret_file.write_bytes(SECRET)
-        log = ws.root / "serve.log"
-        command = [
-            *_reactor_command(),
-            "serve",
-            str(ws.pipelines),
-            "--http",
-            "127.0.0.1:0",
-            "--store",
-            f"sqlite:///{ws.database}",
-        ]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                command,
-                cwd=ws.root,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        process, log = start_serve(ws)
         try:
             port = await _wait_for_port(log, process, 60.0)
             base = f"http://127.0.0.1:{port}"
@@ -176,7 +148,7 @@ async def webhook_throughput(
             _check(result, "reactor serve")
             drain_start = time.perf_counter()
             async with httpx.AsyncClient(base_url=base, timeout=30.0) as client:
-                await _wait_idle(client, 120.0)
+                await wait_idle(client, 120.0)
             drain = time.perf_counter() - drain_start
             cpu_total = _cpu_seconds(process.pid) - cpu_before
             counts = _run_counts(ws.database)
