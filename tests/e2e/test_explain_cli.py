@@ -7,37 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
+from explain_pipelines import BILLING, ORDERS
 from helpers import wait_for
 
 from .commands import free_port, run_reactor
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
-
-ORDERS = """
-name: orders
-params:
-  amount: {type: integer, default: 0}
-triggers:
-  - on: event
-    id: big
-    type: orders.paid
-    when: "event.data.amount > 100"
-    params: {amount: "{{ event.data.amount }}"}
-  - on: event
-    id: shop
-    type: "orders.*"
-    source: "shop/*"
-tasks:
-  - {id: note, shell: "echo {{ params.amount }}"}
-"""
-
-BILLING = """
-name: billing
-triggers:
-  - {on: event, type: "billing.*"}
-tasks:
-  - {id: note, shell: "echo billed"}
-"""
 
 RUN = re.compile(r"^run ([0-9a-f]{32})$", re.MULTILINE)
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
+from explain_pipelines import BILLING, ORDERS
 
 from reactor.events import Event
 from reactor.service import Reactor
@@ -16,32 +17,6 @@ from reactor.store import Store
 from .support import wait_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-ORDERS = """
-name: orders
-params:
-  amount: {type: integer, default: 0}
-triggers:
-  - on: event
-    id: big
-    type: orders.paid
-    when: "event.data.amount > 100"
-    params: {amount: "{{ event.data.amount }}"}
-  - on: event
-    id: shop
-    type: "orders.*"
-    source: "shop/*"
-tasks:
-  - {id: note, shell: "echo {{ params.amount }}"}
-"""
-
-BILLING = """
-name: billing
-triggers:
-  - {on: event, type: "billing.*"}
-tasks:
-  - {id: note, shell: "echo billed"}
-"""
 
 
 @pytest.fixture
