@@ -357,3 +357,31 @@ def test_the_sandbox_leaves_the_scope_unchanged() -> None:
 def test_safe_methods_still_work_in_the_sandbox() -> None:
     assert Expression("text.upper()").evaluate(SCOPE) == "HI"
     assert Expression("obj.get('a')").evaluate(SCOPE) == 1
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        {"event": {"data": {"n": 5, "items": [1, 2]}}},
+        {"event": {"data": {"n": None}}},
+        {"event": {"data": [1, 2]}},
+    ],
+)
+@pytest.mark.parametrize("source", ["event.data.n", "event.data", "event"])
+def test_a_plain_path_gives_what_jinja_gives(scope: dict[str, Any], source: str) -> None:
+    fast = compile_expression(source)
+    slow = compile_expression(f"({source})")  # not a plain path: always through Jinja
+    try:
+        expected = slow.evaluate(scope)
+    except ExpressionError as exc:
+        with pytest.raises(ExpressionError) as caught:
+            fast.evaluate(scope)
+        assert str(caught.value) == str(exc).replace(f"({source})", source)
+        return
+    assert fast.evaluate(scope) == expected
+
+
+def test_a_path_through_a_dict_method_name_is_left_to_jinja() -> None:
+    # Jinja reads attributes first: ``data.items`` is the dict's method, not the key.
+    value = compile_expression("event.data.items").evaluate({"event": {"data": {"items": 3}}})
+    assert callable(value)
