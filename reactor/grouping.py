@@ -535,6 +535,9 @@ class Windows:
             events = [self._events[ref] for ref in refs if ref in self._events]
             for ref in refs:
                 self._unhold(ref)
+            if not events:
+                # Its events are gone from the store (pruned): nothing left to run it with.
+                continue
             window.fires.append(now)
             step.fires.append(
                 Fire(trigger.key, held["pipeline"], held["run_key"], events, held["params"])
