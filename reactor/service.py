@@ -39,7 +39,8 @@ from reactor.registry import Registry, default_registry
 from reactor.rules import RuleEngine, run_key
 from reactor.sensors import EmitResult, SensorContext, SensorHealth
 from reactor.specs import HookReceiver, HttpIngress, TriggerSpec, run_event_source
-from reactor.store import Admitted, RunRecord, Store, StoredEvent, TaskRecord
+from reactor.store import RunRecord, Store, StoredEvent, TaskRecord
+from reactor.store.base import OutcomeToRecord
 from reactor.store.records import FINAL_RUN_STATES, DeadLetter, ProcessRecord, WindowRow
 
 __all__ = ["PublishResult", "Reactor", "Settings"]
@@ -627,25 +628,25 @@ class Reactor:
         now = self.clock.now()
         planned_here: Counter[str] = Counter()
         decided = [self._decide(envelope.event, planned_here, now) for envelope in batch]
-        admitted: list[list[Admitted] | Exception] = [[] for _ in batch]
-
-        async def record(index: int, decision: _Decided) -> None:
-            try:
-                admitted[index] = await self.store.record_outcome(
-                    batch[index].event,
+        admitted = await self.store.record_outcomes(
+            [
+                OutcomeToRecord(
+                    envelope.event,
                     decision.outcome,
                     [run for run, _, _ in decision.planned],
-                    now,
                     decision.windows,
                 )
+                for envelope, decision in zip(batch, decided, strict=True)
+            ],
+            now,
+        )
+        for envelope, result in zip(batch, admitted, strict=True):
+            if isinstance(result, Exception):
+                logger.error(
+                    "evaluating event %s failed: %s", envelope.event.id, result, exc_info=result
+                )
+            else:
                 hit("rules.after_outcome")
-            except Exception as exc:
-                logger.exception("evaluating event %s failed", batch[index].event.id)
-                admitted[index] = exc
-
-        async with anyio.create_task_group() as tg:
-            for index, decision in enumerate(decided):
-                tg.start_soon(record, index, decision)
         for envelope, decision, result in zip(batch, decided, admitted, strict=True):
             if isinstance(result, Exception):
                 envelope.error = result

@@ -18,7 +18,7 @@ from reactor.store.records import (
     WindowRow,
 )
 
-__all__ = ["Admitted", "Store", "StoredEvent", "TaskEvent"]
+__all__ = ["Admitted", "OutcomeToRecord", "Store", "StoredEvent", "TaskEvent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,16 @@ class TaskEvent:
     event: Event
     evaluate: bool
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeToRecord:
+    """One event's outcome, the runs it starts and the windows it changed."""
+
+    event: Event
+    decisions: list[dict[str, Any]]
+    runs: Sequence[RunRecord]
+    windows: Sequence[WindowRow] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +117,13 @@ class Store(Protocol):
     ) -> list[Admitted]:
         """Create ``runs`` (idempotent by run key), the event's outcome and the trigger
         windows it changed, atomically."""
+        ...
+
+    async def record_outcomes(
+        self, outcomes: Sequence[OutcomeToRecord], at: datetime
+    ) -> list[list[Admitted] | Exception]:
+        """:meth:`record_outcome` for each, each atomic on its own, in as few round trips
+        as the store allows; a failure is returned in its place (the others are recorded)."""
         ...
 
     # Trigger windows

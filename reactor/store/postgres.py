@@ -10,6 +10,7 @@ go through ``executemany``, which is pipelined and atomic.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Iterator, Sequence
@@ -23,7 +24,7 @@ import asyncpg
 
 from reactor.errors import StoreError
 from reactor.events import Event
-from reactor.store.base import Admitted, StoredEvent, TaskEvent
+from reactor.store.base import Admitted, OutcomeToRecord, StoredEvent, TaskEvent
 from reactor.store.migrations import LATEST, MIGRATIONS, render
 from reactor.store.records import (
     AttemptRecord,
@@ -397,6 +398,20 @@ class PostgresStore:
                 raise StoreError(f"run key {key} was neither created nor found")
             admitted[index] = Admitted(run_from(found), False)
         return admitted
+
+    async def record_outcomes(
+        self, outcomes: Sequence[OutcomeToRecord], at: datetime
+    ) -> list[list[Admitted] | Exception]:
+        async def one(item: OutcomeToRecord) -> list[Admitted] | Exception:
+            try:
+                return await self.record_outcome(
+                    item.event, item.decisions, item.runs, at, item.windows
+                )
+            except Exception as exc:
+                return exc
+
+        # Concurrently, over the pool's connections: each is its own transaction.
+        return list(await asyncio.gather(*(one(item) for item in outcomes)))
 
     # Trigger windows
 

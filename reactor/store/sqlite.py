@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from reactor.errors import StoreError
 from reactor.events import Event
 from reactor.failpoints import hit
-from reactor.store.base import Admitted, StoredEvent, TaskEvent
+from reactor.store.base import Admitted, OutcomeToRecord, StoredEvent, TaskEvent
 from reactor.store.migrations import LATEST, MIGRATIONS, render
 from reactor.store.records import (
     AttemptRecord,
@@ -108,6 +108,26 @@ class _Worker:
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((fn, future, loop))
         return await future
+
+    async def call_all(
+        self, fns: Sequence[Callable[[sqlite3.Connection], T]]
+    ) -> list[T | Exception]:
+        """Each of ``fns`` as by :meth:`call`, queued at once; failures in their places."""
+        if not self._thread.is_alive():
+            raise StoreError(f"the store {self._path} is not open")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[T]] = []
+        for fn in fns:
+            future: asyncio.Future[T] = loop.create_future()
+            self._queue.put((fn, future, loop))
+            futures.append(future)
+        results: list[T | Exception] = []
+        for future in futures:
+            try:
+                results.append(await future)
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -415,6 +435,28 @@ class SqliteStore:
             return admitted
 
         return await self._writer.call(op)
+
+    async def record_outcomes(
+        self, outcomes: Sequence[OutcomeToRecord], at: datetime
+    ) -> list[list[Admitted] | Exception]:
+        def op_for(item: OutcomeToRecord) -> Callable[[sqlite3.Connection], list[Admitted]]:
+            decisions = json.dumps(item.decisions, default=str)
+            rows = [window_values(w, at) for w in item.windows]
+
+            def op(conn: sqlite3.Connection) -> list[Admitted]:
+                admitted = [_insert_run(conn, run) for run in item.runs]
+                conn.execute(
+                    "UPDATE events SET evaluated_at = ?, outcome = ? WHERE source = ? AND id = ?",
+                    (ts(at), decisions, item.event.source, item.event.id),
+                )
+                _save_windows(conn, rows)
+                return admitted
+
+            return op
+
+        # Queued together, so the writer commits them in one transaction (each in its own
+        # savepoint), without a task or a wake-up per event on this side.
+        return await self._writer.call_all([op_for(item) for item in outcomes])
 
     # Trigger windows
 

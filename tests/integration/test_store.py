@@ -26,6 +26,7 @@ from reactor.store import (
     TaskRecord,
     open_store,
 )
+from reactor.store.base import OutcomeToRecord
 from reactor.store.migrations import LATEST
 from reactor.store.records import ProcessRecord
 
@@ -173,6 +174,28 @@ async def test_record_outcome_creates_runs_and_marks_the_event_evaluated(store: 
     assert await store.unevaluated_events(10) == []
     stored = await store.get_event("tests", "e1")
     assert stored is not None and stored.outcome == [{"fired": True, "run_id": "run1"}]
+
+
+async def test_record_outcomes_records_each_event_and_its_runs(store: Store) -> None:
+    for n in (1, 2, 3):
+        await store.ingest(event(n), at(n))
+    batch = [
+        OutcomeToRecord(event(1), [{"fired": True}], [run(1)]),
+        OutcomeToRecord(event(2), [{"fired": False}], []),
+        # The same run key as the first: the run exists already, nothing new.
+        OutcomeToRecord(event(3), [{"fired": True}], [run(3, key=run(1).run_key)]),
+    ]
+
+    results = await store.record_outcomes(batch, at(4))
+
+    first, second, third = results
+    assert not isinstance(first, Exception) and not isinstance(third, Exception)
+    assert [(a.run.id, a.new) for a in first] == [("run1", True)]
+    assert second == []
+    assert [(a.run.id, a.new) for a in third] == [("run1", False)]
+    assert await store.unevaluated_events(10) == []
+    stored = await store.get_event("tests", "e2")
+    assert stored is not None and stored.outcome == [{"fired": False}]
 
 
 async def test_record_outcome_is_idempotent_by_run_key(store: Store) -> None:
