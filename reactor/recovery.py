@@ -11,7 +11,7 @@ from pathlib import Path
 
 from reactor.store.records import ProcessRecord
 
-__all__ = ["RUN_ID_VARIABLE", "is_dead", "kill_orphaned_group", "pid_alive"]
+__all__ = ["RUN_ID_VARIABLE", "is_dead", "kill_orphans", "pid_alive"]
 
 #: Set in the environment of every process a task starts, so an orphan can be recognised.
 RUN_ID_VARIABLE = "REACTOR_RUN_ID"
@@ -55,28 +55,24 @@ def _environ_has(pid: int, marker: bytes) -> bool:
         return False
 
 
-def kill_orphaned_group(pgid: int, run_id: str) -> int:
-    """SIGKILL every process of group ``pgid`` that a task of ``run_id`` started.
+def kill_orphans(run_id: str) -> int:
+    """SIGKILL every process on this host that a task of ``run_id`` started.
 
-    Processes are checked one by one (group id and the run id in their
-    environment), so a reused id never kills a stranger. Returns how many died.
+    Processes are recognised by the run id in their environment, not by a recorded
+    process id: a crash can come between a task's process starting and its id being
+    recorded, and a reused id never kills a stranger. Returns how many died.
     """
     marker = f"{RUN_ID_VARIABLE}={run_id}".encode()
     killed = 0
     proc = Path("/proc")
     if not proc.is_dir():
         return 0
+    me = os.getpid()
     for entry in proc.iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == me:
             continue
-        pid = int(entry.name)
-        try:
-            if os.getpgid(pid) != pgid:
-                continue
-        except OSError:
-            continue
-        if _environ_has(pid, marker):
+        if _environ_has(int(entry.name), marker):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(int(entry.name), signal.SIGKILL)
                 killed += 1
     return killed

@@ -34,7 +34,7 @@ from reactor.pipelines import (
     load_pipeline,
     open_hooks,
 )
-from reactor.recovery import is_dead, kill_orphaned_group
+from reactor.recovery import is_dead, kill_orphans
 from reactor.registry import Registry, default_registry
 from reactor.rules import RuleEngine, run_key
 from reactor.sensors import EmitResult, SensorContext, SensorHealth
@@ -1032,9 +1032,11 @@ class Reactor:
             if not dead or not await self.store.claim_run(run.id, run.owner, self.owner):
                 continue
             crashed = [a for a in await self.store.attempts(run.id) if a.status == "running"]
+            if any(a.host in (self.host, None) for a in crashed):
+                # By the run id in their environment: the crash may have come before a
+                # task's process id was recorded.
+                kill_orphans(run.id)
             for attempt in crashed:
-                if attempt.pid is not None and attempt.host == self.host:
-                    kill_orphaned_group(attempt.pid, run.id)
                 attempt.status = "crashed"
                 attempt.ended_at = now
                 attempt.error = f"the process running it ({attempt.owner}) stopped"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from reactor import failpoints
-from reactor.recovery import is_dead, pid_alive
+from reactor.recovery import RUN_ID_VARIABLE, is_dead, kill_orphans, pid_alive
 from reactor.store.records import ProcessRecord
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -84,3 +87,28 @@ def test_an_unknown_failpoint_is_an_error_naming_the_known_ones() -> None:
 
 def test_an_unarmed_point_does_nothing() -> None:
     failpoints.hit("ingest.after_persist")  # not armed in tests: the process lives on
+
+
+def test_kill_orphans_kills_the_processes_of_that_run_only() -> None:
+    def sleeper(run_id: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, RUN_ID_VARIABLE: run_id}
+        return subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+
+    mine, other = sleeper("run-a"), sleeper("run-b")
+    try:
+        # Until the child has exec'd, /proc shows the parent's environment: wait for it.
+        for process in (mine, other):
+            marker = f"{RUN_ID_VARIABLE}={'run-a' if process is mine else 'run-b'}".encode()
+            environ = Path(f"/proc/{process.pid}/environ")
+            for _ in range(1000):
+                if marker in environ.read_bytes().split(b"\0"):
+                    break
+                time.sleep(0.005)
+        assert kill_orphans("run-a") == 1
+        assert mine.wait(timeout=10) == -signal.SIGKILL
+        assert other.poll() is None
+    finally:
+        for process in (mine, other):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
