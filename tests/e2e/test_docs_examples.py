@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -378,12 +379,17 @@ class _Lines:
         raise AssertionError(f"no line matching {pattern!r} in {timeout:g}s; saw:\n{seen}")
 
 
-@pytest.fixture
-def serve_events(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], _Lines, str]]:
-    folder = _copy_example("events", tmp_path)
+@contextmanager
+def _served(
+    example: str, tmp_path: Path, exit_after: int
+) -> Iterator[tuple[subprocess.Popen[bytes], _Lines, str, Path]]:
+    """``reactor serve`` on a copy of ``examples/EXAMPLE``: the process, its output lines,
+    the API's URL and the copied folder; killed if the test leaves it running."""
+    folder = _copy_example(example, tmp_path)
     errors = (tmp_path / "serve.err").open("w")
+    command = [_reactor(), "serve", folder.name, "--http", "127.0.0.1:0"]
     process = subprocess.Popen(
-        [_reactor(), "serve", folder.name, "--http", "127.0.0.1:0", "--exit-after", "1"],
+        [*command, "--exit-after", str(exit_after)],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=errors,
@@ -392,7 +398,7 @@ def serve_events(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], _Lin
     try:
         lines = _Lines(process)
         url = lines.until(r"API on (http://127\.0\.0\.1:\d+)")[1]
-        yield process, lines, url
+        yield process, lines, url, folder
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -400,6 +406,12 @@ def serve_events(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], _Lin
         assert process.stdout is not None
         process.stdout.close()
         errors.close()
+
+
+@pytest.fixture
+def serve_events(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], _Lines, str]]:
+    with _served("events", tmp_path, 1) as (process, lines, url, _):
+        yield process, lines, url
 
 
 def test_events_example_fires_only_when_its_condition_holds(
@@ -431,18 +443,7 @@ def test_events_example_fires_only_when_its_condition_holds(
 
 
 def test_chaining_example_served_starts_report_when_extract_succeeds(tmp_path: Path) -> None:
-    folder = _copy_example("chaining", tmp_path)
-    errors = (tmp_path / "serve.err").open("w")
-    process = subprocess.Popen(
-        [_reactor(), "serve", folder.name, "--http", "127.0.0.1:0", "--exit-after", "2"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        start_new_session=True,
-    )
-    try:
-        lines = _Lines(process)
-        url = lines.until(r"API on (http://127\.0\.0\.1:\d+)")[1]
+    with _served("chaining", tmp_path, 2) as (process, lines, url, _):
         started = httpx.post(
             f"{url}/api/pipelines/extract/runs", json={"params": {"day": "2026-03-01"}}, timeout=10
         )
@@ -451,28 +452,10 @@ def test_chaining_example_served_starts_report_when_extract_succeeds(tmp_path: P
         lines.until(r'task summarise succeeded output="report for 2026-03-01: 3 rows"')
         lines.until(r"run \w+ report succeeded")
         assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-        assert process.stdout is not None
-        process.stdout.close()
-        errors.close()
 
 
 def test_file_batches_example_served_runs_once_the_marker_lands(tmp_path: Path) -> None:
-    folder = _copy_example("file_batches", tmp_path)
-    errors = (tmp_path / "serve.err").open("w")
-    process = subprocess.Popen(
-        [_reactor(), "serve", folder.name, "--http", "127.0.0.1:0", "--exit-after", "1"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        start_new_session=True,
-    )
-    try:
-        lines = _Lines(process)
-        lines.until(r"API on http://127\.0\.0\.1:\d+")
+    with _served("file_batches", tmp_path, 1) as (process, lines, _, folder):
         batch = folder / "landing" / "day=2026-03-01"
         batch.mkdir()
         (batch / "part-0.csv").write_text("id\n1\n")
@@ -481,13 +464,6 @@ def test_file_batches_example_served_runs_once_the_marker_lands(tmp_path: Path) 
         lines.until(r'task list_files succeeded output="2 files, 12 bytes: part-0.csv, part-1.csv"')
         lines.until(r"run \w+ load_export succeeded")
         assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-        assert process.stdout is not None
-        process.stdout.close()
-        errors.close()
 
 
 # The reference pages name everything there is
