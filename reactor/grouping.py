@@ -152,6 +152,10 @@ class Window:
         )
 
     def refs(self) -> list[Ref]:
+        """The events this window needs to start its run (a dedupe key needs none: its
+        event is named in messages only, so a restart reads no events for it)."""
+        if self.key.startswith("dedupe:"):
+            return []
         found = [ref for ref in self.events if ref is not None]
         for held in self.held:
             found.extend((ref[0], ref[1]) for ref in held["events"])
