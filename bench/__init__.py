@@ -13,6 +13,7 @@ from typing import Any
 from bench.events import event_to_task, http_event_to_task
 from bench.files import file_to_task
 from bench.kafka import kafka_ingest, kafka_to_task
+from bench.loops import for_each_loop
 from bench.measure import Figure, machine_facts, percentile, summary
 from bench.memory import serve_memory
 from bench.rules import rule_engine, rules_end_to_end
@@ -32,6 +33,7 @@ __all__ = [
     "event_to_task",
     "fan_out",
     "file_to_task",
+    "for_each_loop",
     "http_event_to_task",
     "kafka_ingest",
     "kafka_to_task",
@@ -63,6 +65,8 @@ class Sizes:
     fan_out_repeats: int = 10
     chain_length: int = 200
     chain_repeats: int = 5
+    loop_items: int = 10_000
+    loop_concurrency: int = 100
     serve_runs: int = 1000
     idle_wait: float = 1.0
     store_operations: int = 4000
@@ -87,6 +91,8 @@ class Sizes:
             fan_out_repeats=2,
             chain_length=10,
             chain_repeats=2,
+            loop_items=50,
+            loop_concurrency=5,
             serve_runs=20,
             idle_wait=0.1,
             store_operations=200,
@@ -153,6 +159,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "chain",
         "a chain of 200 sequential no-op tasks",
         lambda s, report: chain(s.chain_length, s.chain_repeats, report),
+    ),
+    Benchmark(
+        "for-each",
+        "for_each over 10,000 no-op items, concurrency 100",
+        lambda s, report: for_each_loop(s.loop_items, s.loop_concurrency, report),
     ),
     Benchmark(
         "memory",

@@ -1,29 +1,44 @@
-"""``python: module:function`` tasks: sync functions in a worker thread, async ones awaited."""
+"""``python: module:function`` tasks: in a worker thread, awaited, or in a child process.
+
+A thread cannot be stopped, so a plain function with a ``timeout:`` (and any function
+with ``isolated: true``) runs in a child process whose whole group a timeout or a
+cancel kills; see :mod:`connectors.python_worker`.
+"""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
+import os
 import sys
+import tempfile
 import threading
 import traceback
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import anyio
 import anyio.to_thread
 from pydantic import Field
 
 from connectors.output import captured_output
+from connectors.process import exit_reason, start_group, supervise
+from connectors.python_worker import FunctionNotFound, OutputNotJSON, load_function, to_json_value
 from reactor.actions import TaskRequest
-from reactor.errors import ActionError, ExpressionError
+from reactor.errors import ActionError, ExpressionError, exception_names
 from reactor.expressions import CompiledValue
+from reactor.recovery import RUN_ID_VARIABLE
 from reactor.specs import TaskSpec
 
 __all__ = ["PythonAction", "PythonTaskSpec"]
 
 _IMPORT_LOCK = threading.Lock()
+_WORKER = Path(__file__).with_name("python_worker.py")
+#: Python dies at SIGTERM unless the function handles it; this is how long it may take.
+_KILL_GRACE = 5.0
+_TAIL_LINES = 5
 
 
 class PythonTaskSpec(TaskSpec):
@@ -31,30 +46,23 @@ class PythonTaskSpec(TaskSpec):
 
     python: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     args: dict[str, Any] = {}
-
-
-def _jsonable(value: Any) -> Any:
-    # JSON has no NaN or infinity (the API could not send them back): null, as JavaScript
-    # and pandas write them.
-    return json.loads(json.dumps(value, default=str), parse_constant=lambda _name: None)
+    #: Run in a child process even without a timeout (a plain function with one always does).
+    isolated: bool = False
 
 
 def _import(target: str, base_dir: Path) -> Callable[..., Any]:
-    module_name, _, attr = target.partition(":")
-    folder = str(base_dir)
     with _IMPORT_LOCK:
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
         try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:
-            raise ActionError(
-                f"cannot import {module_name!r}: {type(exc).__name__}: {exc}"
-            ) from exc
-    function = getattr(module, attr, None)
-    if not callable(function):
-        raise ActionError(f"{module_name!r} has no function {attr!r}")
-    return function  # type: ignore[no-any-return]
+            return load_function(target, str(base_dir))
+        except FunctionNotFound as exc:
+            raise ActionError(str(exc)) from exc
+
+
+def _output(value: Any) -> Any:
+    try:
+        return to_json_value(value)
+    except OutputNotJSON as exc:
+        raise ActionError(str(exc)) from exc
 
 
 class PythonAction:
@@ -63,6 +71,8 @@ class PythonAction:
     def __init__(self, spec: PythonTaskSpec, base_dir: Path) -> None:
         self.target = spec.python
         self.base_dir = base_dir
+        self.isolated = spec.isolated
+        self.has_timeout = spec.timeout is not None
         try:
             self.args = CompiledValue(spec.args)
         except ExpressionError as exc:
@@ -79,14 +89,19 @@ class PythonAction:
             kwargs = self.args.render(request.scope)
         except ExpressionError as exc:
             raise ActionError(f"cannot render args: {exc}") from exc
+        if self.isolated:
+            return await self._in_child(request, kwargs)
         function = await self._resolve()
+        is_async = inspect.iscoroutinefunction(function)
+        if self.has_timeout and not is_async:
+            return await self._in_child(request, kwargs)
 
         def call() -> Any:
             with captured_output(request.log):
                 return function(**kwargs)
 
         try:
-            if inspect.iscoroutinefunction(function):
+            if is_async:
                 with captured_output(request.log):
                     result = await function(**kwargs)
             else:
@@ -94,5 +109,71 @@ class PythonAction:
         except Exception as exc:
             for line in traceback.format_exc().rstrip().splitlines():
                 request.log("stderr", line)
-            raise ActionError(f"{type(exc).__name__}: {exc}") from exc
-        return _jsonable(result)
+            raise ActionError(
+                f"{type(exc).__name__}: {exc}", exceptions=exception_names(exc)
+            ) from exc
+        return _output(result)
+
+    async def _in_child(self, request: TaskRequest, kwargs: dict[str, Any]) -> Any:
+        try:
+            call = json.dumps(
+                {"target": self.target, "base_dir": str(self.base_dir), "kwargs": kwargs}
+            )
+        except (TypeError, ValueError) as exc:
+            raise ActionError(f"args must be JSON values to reach a child process: {exc}") from exc
+        try:
+            fd, name = tempfile.mkstemp(prefix="reactor-python-", suffix=".json")
+        except OSError as exc:
+            raise ActionError(
+                f"cannot create a result file in {tempfile.gettempdir()}: {exc.strerror}"
+            ) from exc
+        os.close(fd)
+        try:
+            return await self._run_child(request, call.encode(), Path(name))
+        finally:
+            # Shielded: a timed-out or cancelled task must not leave its file behind.
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(name).unlink(missing_ok=True)
+
+    async def _run_child(self, request: TaskRequest, call: bytes, report_file: Path) -> Any:
+        env = {**os.environ, RUN_ID_VARIABLE: request.run_id, "REACTOR_TASK_ID": request.task_id}
+        # -P: the worker's own folder (connectors/) must not shadow the function's imports.
+        command = [sys.executable, "-P", str(_WORKER), str(report_file)]
+        try:
+            process = await start_group(command, cwd=None, env=env, stdin=True)
+        except OSError as exc:
+            raise ActionError(f"cannot start {sys.executable}: {exc.strerror}") from exc
+        stdout: deque[str] = deque(maxlen=1)
+        stderr: deque[str] = deque(maxlen=_TAIL_LINES)
+        code = await supervise(
+            process, request, grace=_KILL_GRACE, stdout=stdout, stderr=stderr, stdin=call
+        )
+        report = await _read_report(report_file) if code == 0 else None
+        if report is None:
+            reason = f"the function's process ended without a result ({exit_reason(code)})"
+            tail = "; ".join(stderr)
+            raise ActionError(
+                f"{reason}: {tail}" if tail else reason, exit_code=code if code > 0 else None
+            )
+        if "output" in report:
+            return report["output"]
+        if "raised" in report:
+            raised = report["raised"]
+            for line in raised["traceback"].rstrip().splitlines():
+                request.log("stderr", line)
+            raise ActionError(
+                f"{raised['type']}: {raised['message']}", exceptions=raised["exceptions"]
+            )
+        raise ActionError(report["failed"])
+
+
+async def _read_report(path: Path) -> dict[str, Any] | None:
+    text = await anyio.Path(path).read_text(encoding="utf-8")
+    if not text:
+        return None
+    try:
+        report: dict[str, Any] = json.loads(text)
+    except json.JSONDecodeError:
+        # Cut off by something the function started (os._exit in a thread) while writing.
+        return None
+    return report

@@ -1,24 +1,25 @@
 """``shell:`` tasks: a command template run in its own process group, output logged.
 
 Every value rendered into the command is shell-quoted, so data (a webhook
-body, a file name) can never become code.
+body, a file name) can never become code. The task's output is the JSON the
+command wrote to the file ``$REACTOR_OUTPUT`` names, or else its last stdout line.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
+import tempfile
+from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio
-from anyio.abc import ByteReceiveStream, Process
 from pydantic import Field
 
-from reactor.actions import LogStream, TaskRequest
+from connectors.process import exit_reason, kill_group, start_group, supervise
+from reactor.actions import TaskRequest
 from reactor.durations import Duration
 from reactor.errors import ActionError, ExpressionError
 from reactor.expressions import CompiledValue, Template
@@ -27,7 +28,10 @@ from reactor.specs import TaskSpec
 
 __all__ = ["ShellAction", "ShellTaskSpec", "kill_group"]
 
-_OUTPUT_LIMIT = 1 << 20
+#: The largest ``$REACTOR_OUTPUT`` file read; the executor's ``max_output`` applies after.
+_OUTPUT_FILE_LIMIT = 16 << 20
+_OUTPUT_VARIABLE = "REACTOR_OUTPUT"
+_SNIPPET = 200
 _TAIL_LINES = 5
 
 
@@ -80,33 +84,12 @@ def _quoted_placeholder(source: str) -> str | None:
     return None
 
 
-def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
-    """Signal a whole process group; a group that is already gone is fine."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-async def _pump(
-    stream: ByteReceiveStream | None, name: LogStream, request: TaskRequest, keep: list[str]
-) -> None:
-    if stream is None:
-        return
-    pending = b""
-    async for chunk in stream:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for raw in lines:
-            line = raw.decode(errors="replace").rstrip("\r")
-            request.log(name, line)
-            keep.append(line)
-    if pending:
-        line = pending.decode(errors="replace")
-        request.log(name, line)
-        keep.append(line)
-
-
 class ShellAction:
-    """Runs ``/bin/sh -c`` on the rendered command; exit code 0 is success."""
+    """Runs ``/bin/sh -c`` on the rendered command; exit code 0 is success.
+
+    The output is the JSON written to ``$REACTOR_OUTPUT`` if the command wrote
+    any, else the last non-empty line of stdout (stripped), else ``None``.
+    """
 
     def __init__(self, spec: ShellTaskSpec, base_dir: Path) -> None:
         try:
@@ -132,51 +115,87 @@ class ShellAction:
             extra = {k: _env_text(v) for k, v in self.env.render(request.scope).items()}
         except ExpressionError as exc:
             raise ActionError(f"cannot render command: {exc}") from exc
-        env = {
-            **os.environ,
-            **extra,
-            RUN_ID_VARIABLE: request.run_id,
-            "REACTOR_TASK_ID": request.task_id,
-        }
-        stdout: list[str] = []
-        stderr: list[str] = []
         try:
-            # Shielded: cancelled half-way, asyncio kills only the shell and leaves its
-            # children running. Once started, a cancel below kills the whole group.
+            fd, name = tempfile.mkstemp(prefix="reactor-output-", suffix=".json")
+        except OSError as exc:
+            raise ActionError(
+                f"cannot create the ${_OUTPUT_VARIABLE} file in {tempfile.gettempdir()}:"
+                f" {exc.strerror}"
+            ) from exc
+        os.close(fd)
+        try:
+            env = {
+                **os.environ,
+                **extra,
+                RUN_ID_VARIABLE: request.run_id,
+                "REACTOR_TASK_ID": request.task_id,
+                _OUTPUT_VARIABLE: name,
+            }
+            stdout = await self._run(command, env, request)
+            wrote, output = await anyio.to_thread.run_sync(_read_output_file, Path(name))
+        finally:
+            # Shielded: a cancelled or timed-out task must not leave its file behind.
             with anyio.CancelScope(shield=True):
-                process = await anyio.open_process(
-                    ["/bin/sh", "-c", command],
-                    stdin=subprocess.DEVNULL,
-                    cwd=self.cwd,
-                    env=env,
-                    start_new_session=True,
-                )
+                await anyio.Path(name).unlink(missing_ok=True)
+        return output if wrote else _last_line(stdout)
+
+    async def _run(self, command: str, env: dict[str, str], request: TaskRequest) -> deque[str]:
+        """Runs the command to exit code 0 and returns its stdout lines; else ActionError."""
+        stdout: deque[str] = deque(maxlen=1)
+        stderr: deque[str] = deque(maxlen=_TAIL_LINES)
+        try:
+            process = await start_group(["/bin/sh", "-c", command], cwd=self.cwd, env=env)
         except OSError as exc:
             raise ActionError(f"cannot start shell in {self.cwd}: {exc.strerror}") from exc
-        try:
-            if request.report_process is not None:
-                await request.report_process(process.pid)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_pump, process.stdout, "stdout", request, stdout)
-                tg.start_soon(_pump, process.stderr, "stderr", request, stderr)
-                code = await process.wait()
-                # Background children still holding the pipes must not keep the task alive.
-                kill_group(process.pid)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._stop(process)
-            raise
+        code = await supervise(
+            process, request, grace=self.kill_grace, stdout=stdout, stderr=stderr
+        )
         if code != 0:
-            tail = "; ".join(stderr[-_TAIL_LINES:])
-            reason = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
-            raise ActionError(f"{reason}: {tail}" if tail else reason)
-        text = "\n".join(stdout).strip()
-        return text[-_OUTPUT_LIMIT:]
+            tail = "; ".join(stderr)
+            reason = exit_reason(code)
+            raise ActionError(
+                f"{reason}: {tail}" if tail else reason, exit_code=code if code > 0 else None
+            )
+        return stdout
 
-    async def _stop(self, process: Process) -> None:
-        kill_group(process.pid, signal.SIGTERM)
-        with anyio.move_on_after(self.kill_grace):
-            await process.wait()
-        # Also when the shell went quickly: a child that ignores SIGTERM must not outlive it.
-        kill_group(process.pid, signal.SIGKILL)
-        await process.wait()
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _read_output_file(path: Path) -> tuple[bool, Any]:
+    """Whether the command wrote to ``$REACTOR_OUTPUT``, and the JSON it wrote (run in a thread)."""
+    try:
+        with path.open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            # A file still growing (a leftover child writing) is caught by the bounded read.
+            data = b"" if size > _OUTPUT_FILE_LIMIT else file.read(_OUTPUT_FILE_LIMIT + 1)
+    except FileNotFoundError:
+        return False, None  # the command removed it: it wrote nothing there
+    except OSError as exc:
+        raise ActionError(f"cannot read ${_OUTPUT_VARIABLE} {path}: {exc.strerror}") from exc
+    if size > _OUTPUT_FILE_LIMIT or len(data) > _OUTPUT_FILE_LIMIT:
+        raise ActionError(
+            f"${_OUTPUT_VARIABLE} is {max(size, len(data)):,} bytes, more than the"
+            f" {_OUTPUT_FILE_LIMIT >> 20} MiB a task may write there"
+        )
+    if not data:
+        return False, None
+    try:
+        # NaN and Infinity are not JSON: the store and the API could not carry them. Bytes
+        # that are not UTF-8 fail here too, rather than being replaced in silence.
+        return True, json.loads(data, parse_constant=_reject_constant)
+    except ValueError as exc:
+        snippet = data[: _SNIPPET * 4].decode(errors="replace")[:_SNIPPET]
+        raise ActionError(
+            f"${_OUTPUT_VARIABLE} is not valid JSON: {exc} (first {_SNIPPET} chars: {snippet!r})"
+        ) from exc
+
+
+def _last_line(lines: Iterable[str]) -> str | None:
+    """The last non-empty stdout line, stripped; ``None`` when there is none."""
+    last = None
+    for line in lines:
+        if line.strip():
+            last = line.strip()
+    return last

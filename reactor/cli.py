@@ -96,10 +96,15 @@ def _store_url(store: str | None, folder: Path) -> str:
 class LivePrinter:
     """Prints one line per run and task state change; counts finished runs."""
 
+    #: Iterations of a loop shown one by one before only every thousandth success is.
+    SHOWN_ITERATIONS = 5
+
     def __init__(self, exit_after: int | None = None) -> None:
         self.exit_after = exit_after
         self.finished: list[RunRecord] = []
         self.enough = anyio.Event()
+        #: Successful iterations per ``(run, loop)`` seen so far.
+        self._iterations: dict[tuple[str, str], int] = {}
 
     def _stamp(self) -> str:
         return datetime.now().strftime("%H:%M:%S")
@@ -127,12 +132,36 @@ class LivePrinter:
         )
         # Only --exit-after needs the finished runs: kept for good, a long-lived serve
         # would grow by every run it ever finished.
+        if run.status in FINAL_RUN_STATES:
+            for key in [k for k in self._iterations if k[0] == run.id]:
+                del self._iterations[key]
         if run.status in FINAL_RUN_STATES and self.exit_after is not None:
             self.finished.append(run)
             if len(self.finished) >= self.exit_after:
                 self.enough.set()
 
+    def _quiet_iteration(self, run: RunRecord, task: TaskRecord, note: str) -> bool:
+        """A loop of 10,000 items must not print 20,000 lines: its iterations' starts and
+        successes are shown for the first few, then as a count every thousand."""
+        loop, bracket, _ = task.task_id.partition("[")
+        if not bracket or task.status not in ("running", "succeeded"):
+            return False
+        if task.status == "running":
+            if not note.startswith("attempt "):
+                return False  # a retry or a wait for a pool is always shown
+            return self._iterations.get((run.id, loop), 0) >= self.SHOWN_ITERATIONS
+        done = self._iterations[(run.id, loop)] = self._iterations.get((run.id, loop), 0) + 1
+        if done <= self.SHOWN_ITERATIONS:
+            return False
+        if done % 1000 == 0:
+            stamp = self._stamp()
+            text = f"{stamp} run {run.id}   task {loop} {done} iterations succeeded so far"
+            self._line(text, escape(text))
+        return True
+
     def task_changed(self, run: RunRecord, task: TaskRecord, note: str) -> None:
+        if self._quiet_iteration(run, task, note):
+            return
         style = _STATUS_STYLE.get(task.status, "")
         detail = ""
         if task.status == "succeeded" and task.output not in (None, ""):

@@ -74,6 +74,8 @@ class LimitsSpec(Spec):
     webhook_max_body: Size = 1024 * 1024
     #: Events queued between the sensors/HTTP and the rule engine (backpressure beyond).
     bus_capacity: int = Field(1024, ge=1)
+    #: The largest task output stored (as JSON); a larger one fails the task.
+    max_output: Size = 1024 * 1024
 
 
 def _connection_name(name: str) -> str:
@@ -105,6 +107,7 @@ def _empty_section(value: Any) -> Any:
 
 
 ConnectionName = Annotated[str, AfterValidator(_connection_name)]
+PoolName = Annotated[str, Field(pattern=NAME_PATTERN)]
 ConnectionTarget = Annotated[str, AfterValidator(_connection_target)]
 #: The same floor as ``--heartbeat``/``--lease``: 0 would make the heartbeat spin.
 Interval = Annotated[Duration, Field(ge=0.1)]
@@ -121,6 +124,10 @@ class ConfigSpec(Spec):
     limits: Annotated[LimitsSpec, BeforeValidator(_empty_section)] = LimitsSpec()
     connections: Annotated[
         dict[ConnectionName, ConnectionTarget], BeforeValidator(_empty_section)
+    ] = {}
+    #: Named slots shared by every task that says ``pool: NAME``, across pipelines.
+    pools: Annotated[
+        dict[PoolName, Annotated[int, Field(ge=1, le=100_000)]], BeforeValidator(_empty_section)
     ] = {}
 
 

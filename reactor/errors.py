@@ -17,6 +17,7 @@ __all__ = [
     "SpecErrorGroup",
     "StoreError",
     "TaskTimeout",
+    "exception_names",
 ]
 
 
@@ -76,7 +77,30 @@ class ConnectorError(ReactorError):
 
 
 class ActionError(ConnectorError):
-    """A task attempt failed; the message is what the user sees on the task."""
+    """A task attempt failed; the message is what the user sees on the task.
+
+    ``exit_code`` (a process's) and ``exceptions`` (the names of the raised
+    exception's class and its bases, short and qualified) are what ``retry_on:``
+    matches, so permanent errors need not be retried.
+    """
+
+    def __init__(
+        self, message: str, *, exit_code: int | None = None, exceptions: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.exceptions = tuple(exceptions)
+
+
+def exception_names(exc: BaseException) -> tuple[str, ...]:
+    """``exc``'s class and bases by short and qualified name, most specific first."""
+    names: list[str] = []
+    for cls in type(exc).__mro__:
+        if cls in (BaseException, object):
+            continue
+        names.append(cls.__qualname__)
+        names.append(f"{cls.__module__}.{cls.__qualname__}")
+    return tuple(dict.fromkeys(names))
 
 
 class TaskTimeout(ActionError):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -13,25 +15,37 @@ from typing import Any, Protocol
 import anyio
 
 from reactor.actions import LogStream, TaskRequest
-from reactor.admission import TaskSlots
+from reactor.admission import LocalPools, Pools, TaskSlots
 from reactor.clock import Clock, run_with_timeout
-from reactor.dag import FINAL_TASK_STATES, next_steps
+from reactor.control import ForEachTaskSpec
+from reactor.dag import FINAL_TASK_STATES, Walk, combined_status, run_status
 from reactor.durations import format_duration
-from reactor.errors import ActionError
+from reactor.errors import ActionError, ExpressionError, exception_names
 from reactor.events import Event, logical_scope
 from reactor.failpoints import hit
 from reactor.pipelines import Pipeline, Task
+from reactor.retry import Failure, RetryPolicy
 from reactor.specs import TASK_EVENT_PREFIX, run_event_source
 from reactor.store import AttemptRecord, LogLine, RunRecord, Store, TaskEvent, TaskRecord
 from reactor.writes import TaskWriter
 
-__all__ = ["RunExecutor", "RunObserver", "TaskEventSink", "task_event"]
+__all__ = ["DEFAULT_MAX_OUTPUT", "RunExecutor", "RunObserver", "TaskEventSink", "task_event"]
 
 logger = logging.getLogger("reactor.executor")
 
 _LOG_FLUSH_SECONDS = 0.2
+#: A task output's largest JSON size unless ``limits.max_output`` says otherwise.
+DEFAULT_MAX_OUTPUT = 1024 * 1024
 #: Read once: a run's attempts record where they ran, and the name does not change.
 _HOST = socket.gethostname()
+
+
+def _loop_error(iterations: Sequence[TaskRecord]) -> str:
+    """Why a loop failed: how many iterations did not succeed, and the first one's error."""
+    bad = [r for r in iterations if r.status != "succeeded"]
+    first = bad[0] if bad else None
+    detail = f" (first: {first.task_id} {first.status}: {first.error})" if first else ""
+    return f"{len(bad)} of {len(iterations)} iterations did not succeed{detail}"
 
 
 class TaskEventSink(Protocol):
@@ -115,6 +129,8 @@ class RunExecutor:
         resume: Sequence[TaskRecord] | None = None,
         task_events: TaskEventSink | None = None,
         connection: Callable[[str], str] | None = None,
+        pools: Pools | None = None,
+        max_output: int = DEFAULT_MAX_OUTPUT,
     ) -> None:
         self.run = run
         self.pipeline = pipeline
@@ -126,18 +142,20 @@ class RunExecutor:
         self.env = env
         self.observers = observers
         self.connection = connection
+        self.pools = pools or LocalPools({})
+        self.max_output = max_output
         self.records = {t: TaskRecord(run.id, t) for t in pipeline.order}
+        #: Iterations of for_each tasks (``loop[3]``) found in the store when resuming.
+        self._stored_iterations: dict[str, TaskRecord] = {}
+        self._timed_out = False
+        #: The iteration records of each for_each task that has started.
+        self._loops: dict[str, list[TaskRecord]] = {}
         self.cancel_scope = anyio.CancelScope()
         self._logs = _Logs(run.id, clock)
         self._cancel_reason: str | None = None
         self._open_attempts: dict[str, AttemptRecord] = {}
         self._resume = resume
         self._host = _HOST
-        self._needs = pipeline.needs
-        self._dependants: dict[str, list[str]] = {t: [] for t in pipeline.order}
-        for task_id in pipeline.order:
-            for need in self._needs[task_id]:
-                self._dependants[need].append(task_id)
         # What templates see as ``tasks``: filled in as tasks finish.
         self._finished: dict[str, dict[str, Any]] = {}
         self._task_events = task_events
@@ -152,7 +170,7 @@ class RunExecutor:
     # Notifications
 
     def _task_changed(self, record: TaskRecord, note: str = "") -> None:
-        if record.status in FINAL_TASK_STATES:
+        if record.status in FINAL_TASK_STATES and record.task_id in self.records:
             self._finished[record.task_id] = {"output": record.output, "status": record.status}
         for observer in self.observers:
             observer.task_changed(self.run, record, note)
@@ -181,7 +199,11 @@ class RunExecutor:
         if sink is None:
             return []
         now = self.clock.now()
-        events = [task_event(self.run, t, now) for t in tasks if t.status in FINAL_TASK_STATES]
+        events = [
+            task_event(self.run, t, now)
+            for t in tasks
+            if t.status in FINAL_TASK_STATES and t.task_id in self.records
+        ]
         return [TaskEvent(e, sink.listens(e), now) for e in events]
 
     # The run
@@ -201,19 +223,23 @@ class RunExecutor:
         """Take over task states of a run whose process died; returns what changed.
 
         A task cut off while running counts that attempt (it is ``crashed``) and
-        runs again if its retries allow; finished tasks are never run again.
+        runs again if its retries allow; finished tasks are never run again. A loop
+        cut off goes on with the iterations that had not finished.
         """
         changed = []
         for record in stored:
             if record.task_id not in self.records:
+                loop, _, _ = record.task_id.partition("[")
+                if loop in self.records and record.task_id.endswith("]"):
+                    self._stored_iterations[record.task_id] = record
                 continue
             self.records[record.task_id] = record
             if record.status in FINAL_TASK_STATES:
                 self._finished[record.task_id] = {"output": record.output, "status": record.status}
             if record.status != "running":
                 continue
-            retries = self.pipeline.tasks[record.task_id].retries
-            if record.attempts <= retries.max:
+            task = self.pipeline.tasks[record.task_id]
+            if task.inner is not None or record.attempts <= task.retries.max:
                 record.status = "pending"
             else:
                 record.status = "failed"
@@ -241,7 +267,10 @@ class RunExecutor:
                 try:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._flush_logs_periodically)
-                        await self._drive()
+                        try:
+                            await run_with_timeout(self.clock, self.pipeline.timeout, self._drive)
+                        except TimeoutError:
+                            self._timed_out = True
                         tg.cancel_scope.cancel()
                 except Exception as exc:
                     # A bug or a store outage: the run still ends, failed, and says why.
@@ -254,35 +283,34 @@ class RunExecutor:
 
     async def _drive(self) -> None:
         done_send, done_receive = anyio.create_memory_object_stream[str](math.inf)
-        running: set[str] = set()
-        # Only tasks whose needs just changed are looked at again, so a run's cost grows
-        # with its edges, not with its tasks squared.
-        check = list(self.pipeline.order)
+        walk = Walk(
+            self.pipeline.needs,
+            {t.id: t.spec.run_if for t in self.pipeline.tasks.values()},
+            {t: r.status for t, r in self.records.items()},
+            {t: r.output for t, r in self.records.items()},
+        )
+        running = 0
+        steps = walk.start()
         async with anyio.create_task_group() as tg:
             while True:
-                while check:
-                    relevant = {t: self._needs[t] for t in check}
-                    states = {
-                        x: self.records[x].status for t in check for x in (t, *self._needs[t])
-                    }
-                    ready, blocked = next_steps(relevant, states)
-                    for task_id in ready:
-                        running.add(task_id)
-                        self.records[task_id].status = "running"
-                        tg.start_soon(self._run_task, self.pipeline.tasks[task_id], done_send)
-                    self._mark_upstream_failed(blocked)
-                    check = [d for b in blocked for d in self._dependants[b]]
+                for task_id in steps.run:
+                    # Its record stays pending until an attempt starts (it may wait for a pool).
+                    running += 1
+                    tg.start_soon(self._run_task, self.pipeline.tasks[task_id], done_send)
+                self._mark_not_run(steps.skipped, "skipped")
+                self._mark_not_run(steps.upstream_failed, "upstream_failed")
                 if not running:
                     break
                 finished = await done_receive.receive()
-                running.discard(finished)
-                check = self._dependants[finished]
+                running -= 1
+                record = self.records[finished]
+                steps = walk.finished(finished, record.status, record.output)
 
-    def _mark_upstream_failed(self, task_ids: list[str]) -> None:
+    def _mark_not_run(self, task_ids: list[str], status: str) -> None:
         now = self.clock.now()
         for task_id in task_ids:
             record = self.records[task_id]
-            record.status = "upstream_failed"
+            record.status = status
             record.ended_at = now
             self._write([record])
             self._task_changed(record)
@@ -290,14 +318,42 @@ class RunExecutor:
     async def _run_task(self, task: Task, done: Any) -> None:
         record = self.records[task.id]
         try:
-            await self._attempts(task, record)
+            if task.inner is not None:
+                await self._loop(task, task.inner, record)
+            else:
+                await self._attempts(task, record)
         finally:
             done.send_nowait(task.id)
 
-    async def _attempts(self, task: Task, record: TaskRecord) -> None:
-        retries = task.retries
+    # Attempts
+
+    @asynccontextmanager
+    async def _pool(self, task: Task, record: TaskRecord) -> AsyncIterator[None]:
+        """A slot of the task's pool, if it names one; waiting is logged."""
+        name = task.spec.pool
+        if name is None:
+            yield
+            return
+        if self.pools.full(name):
+            in_use, size = self.pools.usage(name)
+            note = f"waiting for pool {name} ({in_use} of {size} slots in use)"
+            self._log(task.id, record.attempts + 1, note)
+            self._task_changed(record, note)
+        async with self.pools.slot(name, f"{self.run.id}/{record.task_id}"):
+            yield
+
+    def _log(self, task_id: str, attempt: int, line: str) -> None:
+        self._logs.lines.append(
+            LogLine(self.run.id, task_id, attempt, "system", self.clock.now(), line)
+        )
+
+    async def _attempts(
+        self, task: Task, record: TaskRecord, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        """Attempts of one task (or one iteration, with ``extra`` in its scope) to its end."""
+        policy = task.retry
         while True:
-            async with self.task_slots.slot():
+            async with self._pool(task, record), self.task_slots.slot():
                 record.attempts += 1
                 now = self.clock.now()
                 record.status = "running"
@@ -305,7 +361,7 @@ class RunExecutor:
                 record.error = None
                 attempt = AttemptRecord(
                     self.run.id,
-                    task.id,
+                    record.task_id,
                     record.attempts,
                     "running",
                     self.owner,
@@ -313,62 +369,80 @@ class RunExecutor:
                     now,
                     host=self._host,
                 )
-                self._open_attempts[task.id] = attempt
+                self._open_attempts[record.task_id] = attempt
                 self._write([record], [attempt])
                 hit("task.after_start")
                 self._task_changed(record, f"attempt {record.attempts}")
-                outcome, output, error = await self._attempt(task, attempt)
+                output, failure = await self._attempt(task, attempt, extra)
                 hit("task.after_action")
-                del self._open_attempts[task.id]
+                del self._open_attempts[record.task_id]
             now = self.clock.now()
+            outcome = "succeeded" if failure is None else failure.outcome
             attempt.status = outcome
             attempt.ended_at = now
             attempt.heartbeat_at = now
-            attempt.error = error
-            if outcome == "succeeded":
+            attempt.error = failure.error if failure else None
+            if failure is None:
                 record.status = "succeeded"
                 record.output = output
                 record.ended_at = now
                 self._write([record], [attempt])
                 self._task_changed(record)
                 return
-            if record.attempts <= retries.max:
-                record.error = error
-                self._logs.lines.append(
-                    LogLine(
-                        self.run.id,
-                        task.id,
-                        record.attempts,
-                        "system",
-                        now,
-                        f"attempt {record.attempts} {outcome}: {error};"
-                        f" retrying in {format_duration(retries.delay)}",
-                    )
+            again, why = self._retry(policy, failure, record.attempts, extra)
+            if again:
+                delay = policy.delay(record.attempts)
+                record.error = failure.error
+                self._log(
+                    record.task_id,
+                    record.attempts,
+                    f"attempt {record.attempts} {outcome}: {failure.error};"
+                    f" retrying in {format_duration(delay)}",
                 )
                 self._write([record], [attempt])
-                self._task_changed(record, f"{outcome}: {error}; retrying")
-                await self.clock.sleep(retries.delay)
+                self._task_changed(record, f"{outcome}: {failure.error}; retrying")
+                await self.clock.sleep(delay)
                 continue
+            if why:
+                self._log(record.task_id, record.attempts, why)
             record.status = outcome
-            record.error = error
+            record.error = failure.error
             record.ended_at = now
             self._write([record], [attempt])
-            self._task_changed(record, error or "")
+            self._task_changed(record, failure.error)
             return
 
-    async def _attempt(self, task: Task, attempt: AttemptRecord) -> tuple[str, Any, str | None]:
+    def _retry(
+        self, policy: RetryPolicy, failure: Failure, attempt: int, extra: Mapping[str, Any] | None
+    ) -> tuple[bool, str]:
+        """Whether to try again, and why not when retries were left."""
+        if attempt > policy.max or failure.permanent:
+            return False, ""
+        try:
+            if policy.matches(failure, attempt, {**self._scope(), **(extra or {})}):
+                return True, ""
+        except ExpressionError as exc:
+            return False, f"not retried: retry_on failed: {exc}"
+        return False, "not retried: retry_on does not match this failure"
+
+    async def _attempt(
+        self, task: Task, attempt: AttemptRecord, extra: Mapping[str, Any] | None
+    ) -> tuple[Any, Failure | None]:
         async def report_process(pid: int) -> None:
             attempt.pid = pid
             self._write(attempts=[attempt])
 
+        scope = self._scope()
+        if extra:
+            scope.update(extra)
         request = TaskRequest(
             run_id=self.run.id,
             pipeline=self.pipeline.name,
-            task_id=task.id,
+            task_id=attempt.task_id,
             attempt=attempt.attempt,
-            scope=self._scope(),
+            scope=scope,
             base_dir=self.pipeline.base_dir,
-            log=self._logs.sink(task.id, attempt.attempt),
+            log=self._logs.sink(attempt.task_id, attempt.attempt),
             report_process=report_process,
             connection=self.connection,
         )
@@ -377,15 +451,160 @@ class RunExecutor:
                 self.clock, task.spec.timeout, lambda: task.action.execute(request)
             )
         except TimeoutError:
-            return "timed_out", None, f"timed out after {format_duration(task.spec.timeout or 0)}"
+            error = f"timed out after {format_duration(task.spec.timeout or 0)}"
+            return None, Failure("timed_out", error)
         except ActionError as exc:
-            return "failed", None, str(exc)
+            return None, Failure("failed", str(exc), exc.exit_code, exc.exceptions)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
-            logger.exception("task %s of run %s crashed", task.id, self.run.id)
-            return "failed", None, f"{type(exc).__name__}: {exc}"
-        return "succeeded", output, None
+            logger.exception("task %s of run %s crashed", attempt.task_id, self.run.id)
+            error = f"{type(exc).__name__}: {exc}"
+            return None, Failure("failed", error, exceptions=exception_names(exc))
+        if output is not None and (too_big := self._output_too_big(output)):
+            return None, Failure("failed", too_big, permanent=True)
+        return output, None
+
+    def _output_too_big(self, output: Any) -> str | None:
+        if isinstance(output, bool | int | float):
+            return None
+        size = len(json.dumps(output, default=str).encode())
+        if size <= self.max_output:
+            return None
+        return (
+            f"output is {size:,} bytes, over the limit of {self.max_output:,}"
+            " (limits.max_output in reactor.yaml): write large results to a file or table"
+            " and pass its name"
+        )
+
+    # Loops
+
+    async def _loop(self, task: Task, inner: Task, record: TaskRecord) -> None:
+        """A ``for_each:`` task: its items, then one iteration (own state, attempts and
+        logs) per item, ``concurrency`` at a time; its output is their outputs in order."""
+        spec = task.spec
+        assert isinstance(spec, ForEachTaskSpec)
+        record.attempts += 1
+        now = self.clock.now()
+        record.status = "running"
+        record.started_at = record.started_at or now
+        record.error = None
+        attempt = AttemptRecord(
+            self.run.id, task.id, record.attempts, "running", self.owner, now, now, host=self._host
+        )
+        self._open_attempts[task.id] = attempt
+        self._write([record], [attempt])
+        self._task_changed(record, f"attempt {record.attempts}")
+        iterations: list[TaskRecord] = []
+        status, error = "failed", None
+        failure: Failure | None = None
+        try:
+            items, failure = await self._attempt(task, attempt, None)
+            if failure is not None:
+                status, error = failure.outcome, failure.error
+            else:
+                iterations = self._iterations(task.id, len(items))
+                self._loops[task.id] = iterations
+                self._log(task.id, record.attempts, f"{len(items)} items")
+                await run_with_timeout(
+                    self.clock,
+                    spec.timeout,
+                    lambda: self._run_iterations(inner, items, iterations, spec.concurrency),
+                )
+                status = combined_status(spec.succeed_if, [r.status for r in iterations])
+                error = None if status == "succeeded" else _loop_error(iterations)
+        except TimeoutError:
+            status = "timed_out"
+            error = f"timed out after {format_duration(spec.timeout or 0)}"
+            self._stop_iterations(iterations, "timed_out", error)
+        del self._open_attempts[task.id]
+        now = self.clock.now()
+        attempt.status = status
+        attempt.ended_at = now
+        attempt.heartbeat_at = now
+        attempt.error = error
+        record.status = status
+        record.error = error
+        record.ended_at = now
+        if failure is None and status != "timed_out":
+            record.output = [r.output for r in iterations]
+            if too_big := self._output_too_big(record.output):
+                record.status, record.error, record.output = "failed", too_big, None
+        self._write([record], [attempt])
+        self._task_changed(record, error or "")
+
+    def _iterations(self, loop_id: str, count: int) -> list[TaskRecord]:
+        """One record per item: those of an earlier attempt of the run are taken over."""
+        records: list[TaskRecord] = []
+        new: list[TaskRecord] = []
+        for index in range(count):
+            task_id = f"{loop_id}[{index}]"
+            record = self._stored_iterations.pop(task_id, None)
+            if record is None:
+                record = TaskRecord(self.run.id, task_id)
+                new.append(record)
+            elif record.status == "running":
+                # Cut off by a crash: that attempt counts, and it runs again.
+                record.status = "pending"
+                record.error = "crashed: the process running it stopped"
+                new.append(record)
+            elif record.status not in FINAL_TASK_STATES:
+                record.status = "pending"
+            records.append(record)
+        if new:
+            self._write(new)
+        return records
+
+    async def _run_iterations(
+        self, inner: Task, items: list[Any], records: list[TaskRecord], concurrency: int
+    ) -> None:
+        todo = iter([i for i, r in enumerate(records) if r.status not in FINAL_TASK_STATES])
+
+        async def worker() -> None:
+            for index in todo:
+                record = records[index]
+                if record.attempts > inner.retries.max:
+                    # Its last allowed attempt was cut off by a crash.
+                    record.status = "failed"
+                    record.ended_at = self.clock.now()
+                    self._write([record])
+                    continue
+                await self._attempts(inner, record, {"item": items[index], "item_index": index})
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(concurrency, len(records))):
+                tg.start_soon(worker)
+
+    def _unfinished_iterations(self) -> list[TaskRecord]:
+        return [
+            r
+            for records in self._loops.values()
+            for r in records
+            if r.status not in FINAL_TASK_STATES
+        ]
+
+    def _stop_iterations(self, records: list[TaskRecord], status: str, error: str) -> None:
+        """After a loop's timeout: iterations cut off end ``status``; unstarted ones cancelled."""
+        now = self.clock.now()
+        changed = []
+        attempts = []
+        for record in records:
+            if record.status in FINAL_TASK_STATES:
+                continue
+            open_attempt = self._open_attempts.pop(record.task_id, None)
+            if open_attempt is not None:
+                open_attempt.status = status
+                open_attempt.ended_at = now
+                open_attempt.error = error
+                attempts.append(open_attempt)
+                record.status = status
+                record.error = error
+            else:
+                record.status = "cancelled"
+            record.ended_at = now
+            changed.append(record)
+        if changed:
+            self._write(changed, attempts)
 
     async def _flush_logs_periodically(self) -> None:
         while True:
@@ -401,25 +620,34 @@ class RunExecutor:
             internal = internal or f"internal error: {type(exc).__name__}: {exc}"
         now = self.clock.now()
         cancelled = self.cancel_scope.cancelled_caught or self._cancel_reason is not None
-        cut_off = "failed" if internal else "cancelled"
+        timeout_note = None
+        if self._timed_out:
+            timeout_note = f"the run timed out after {format_duration(self.pipeline.timeout or 0)}"
+        cut_off = "failed" if internal else "timed_out" if self._timed_out else "cancelled"
+        why = internal or timeout_note or self._cancel_reason or "cancelled"
         changed = []
         attempts = list(self._open_attempts.values())
+        cut = {a.task_id for a in attempts}
         for attempt in attempts:
             attempt.status = cut_off
             attempt.ended_at = now
-            attempt.error = internal or self._cancel_reason or "cancelled"
-        for record in self.records.values():
+            attempt.error = why
+        for record in [*self.records.values(), *self._unfinished_iterations()]:
             if record.status not in FINAL_TASK_STATES:
-                record.status = cut_off
+                was_running = record.task_id in cut
+                record.status = cut_off if was_running or internal else "cancelled"
                 record.ended_at = now
-                record.error = internal or record.error
+                record.error = why if was_running or internal else record.error
                 changed.append(record)
-        states = {r.status for r in self.records.values()}
+        statuses = [r.status for r in self.records.values()]
+        reason: str | None
         if internal:
             status, reason = "failed", internal
+        elif self._timed_out:
+            status, reason = "failed", timeout_note
         elif cancelled:
             status, reason = "cancelled", self._cancel_reason or "cancelled"
-        elif states <= {"succeeded", "skipped"}:
+        elif run_status(statuses) == "succeeded":
             status, reason = "succeeded", None
         else:
             failed = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "compile_template",
     "compile_value",
     "is_template",
+    "task_references",
 ]
 
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
@@ -44,8 +45,18 @@ def _shell_quote(value: Any) -> str:
     return shlex.quote(_to_text(value))
 
 
+class _DataEnvironment(ImmutableSandboxedEnvironment):
+    """Reads keys before attributes on mappings: ``params.items`` is the param named
+    ``items``, not the dict method (data has keys like items, keys, values and count)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
 def _environment(finalize: Any) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _DataEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -83,10 +94,8 @@ class Expression:
         except jinja2.TemplateSyntaxError as exc:
             raise _explain(source, exc) from exc
         # ``event.data.path``, the most common template, is looked up directly: the same
-        # answer as Jinja's for mappings, without a Jinja context per render (names a dict
-        # has as attributes, such as ``items``, are left to Jinja, which reads those first).
-        parts = tuple(source.split(".")) if _PATH.match(source) else ()
-        self._path = parts if not any(hasattr(dict, p) for p in parts) else ()
+        # answer as Jinja's for mappings (keys first), without a Jinja context per render.
+        self._path = tuple(source.split(".")) if _PATH.match(source) else ()
 
     def evaluate(self, scope: Mapping[str, Any]) -> Any:
         if self._path:
@@ -156,6 +165,30 @@ def _paths(source: str) -> tuple[str, ...]:
 
     visit(body)
     return tuple(found)
+
+
+def task_references(sources: Iterable[tuple[str, bool]]) -> set[str]:
+    """The task ids read as ``tasks.ID`` or ``tasks["ID"]`` in ``(text, is_bare_expression)``
+    pairs; text that does not parse is left to the compiler to report."""
+    names: set[str] = set()
+    for text, bare in sources:
+        if not bare and not is_template(text):
+            continue
+        try:
+            body = _TEXT_ENV.parse("{{ " + text + " }}" if bare else text)
+        except jinja2.TemplateSyntaxError:
+            continue
+        for node in body.find_all((nodes.Getattr, nodes.Getitem)):
+            inner = getattr(node, "node", None)
+            if not (isinstance(inner, nodes.Name) and inner.name == "tasks"):
+                continue
+            if isinstance(node, nodes.Getattr):
+                names.add(node.attr)
+            elif isinstance(node, nodes.Getitem):
+                key = node.arg
+                if isinstance(key, nodes.Const) and isinstance(key.value, str):
+                    names.add(key.value)
+    return names
 
 
 class Template:

@@ -5,22 +5,25 @@ from __future__ import annotations
 import difflib
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, partial
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-from pydantic import Discriminator, Field, Tag, ValidationError, create_model
+from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, create_model
 
 from reactor.actions import Action
 from reactor.config import SETTINGS_FILE, Config, load_config
-from reactor.dag import find_cycle, topological_order
+from reactor.control import ForEachTaskSpec
+from reactor.dag import Need, find_cycle, topological_order
+from reactor.durations import Duration
 from reactor.errors import ExpressionError, SpecError, SpecErrorGroup, SpecProblem
-from reactor.expressions import CompiledValue, Expression, compile_expression
+from reactor.expressions import CompiledValue, Expression, compile_expression, task_references
 from reactor.grouping import Grouping, compile_grouping
 from reactor.params import ParamSpec
 from reactor.registry import Registry, default_registry
+from reactor.retry import RetryPolicy
 from reactor.specs import (
     NAME_PATTERN,
     ConcurrencySpec,
@@ -56,6 +59,8 @@ class PipelineSpec(Spec):
     description: str | None = None
     params: dict[str, ParamSpec] = {}
     concurrency: ConcurrencySpec = ConcurrencySpec()
+    #: The whole run's time limit; running tasks are stopped and end ``timed_out``.
+    timeout: Duration | None = Field(None, gt=0)
     triggers: list[Any] = []
     tasks: list[Any] = Field(min_length=1)
 
@@ -65,14 +70,9 @@ def _tag(name: str) -> str:
 
 
 @cache
-def pipeline_model(registry: Registry) -> type[PipelineSpec]:
-    """A :class:`PipelineSpec` whose triggers and tasks are the registered kinds."""
-    trigger_keys = sorted(registry.triggers)
+def _task_union(registry: Registry) -> Any:
+    """The registered task types as one discriminated union (by their type key)."""
     task_keys = sorted(registry.tasks)
-
-    def trigger_tag(value: Any) -> str | None:
-        kind = value.get("on") if isinstance(value, dict) else getattr(value, "on", None)
-        return _tag(kind) if isinstance(kind, str) else None
 
     def task_tag(value: Any) -> str | None:
         if not isinstance(value, dict):
@@ -80,8 +80,32 @@ def pipeline_model(registry: Registry) -> type[PipelineSpec]:
         present = [key for key in task_keys if key in value]
         return _tag(present[0]) if present else None
 
-    triggers = [Annotated[k.spec, Tag(_tag(n))] for n, k in registry.triggers.items()]
     tasks = [Annotated[k.spec, Tag(_tag(n))] for n, k in registry.tasks.items()]
+    return Annotated[
+        Union[tuple(tasks)],  # noqa: UP007 - built at run time
+        Discriminator(
+            task_tag,
+            custom_error_type="task_type",
+            custom_error_message=f"a task needs one type key, one of: {', '.join(task_keys)}",
+        ),
+    ]
+
+
+@cache
+def _task_adapter(registry: Registry) -> TypeAdapter[Any]:
+    return TypeAdapter(_task_union(registry))
+
+
+@cache
+def pipeline_model(registry: Registry) -> type[PipelineSpec]:
+    """A :class:`PipelineSpec` whose triggers and tasks are the registered kinds."""
+    trigger_keys = sorted(registry.triggers)
+
+    def trigger_tag(value: Any) -> str | None:
+        kind = value.get("on") if isinstance(value, dict) else getattr(value, "on", None)
+        return _tag(kind) if isinstance(kind, str) else None
+
+    triggers = [Annotated[k.spec, Tag(_tag(n))] for n, k in registry.triggers.items()]
     trigger_union: Any = Annotated[
         Union[tuple(triggers)],  # noqa: UP007 - built at run time
         Discriminator(
@@ -90,14 +114,7 @@ def pipeline_model(registry: Registry) -> type[PipelineSpec]:
             custom_error_message=f"a trigger needs 'on:', one of: {', '.join(trigger_keys)}",
         ),
     ]
-    task_union: Any = Annotated[
-        Union[tuple(tasks)],  # noqa: UP007 - built at run time
-        Discriminator(
-            task_tag,
-            custom_error_type="task_type",
-            custom_error_message=f"a task needs one type key, one of: {', '.join(task_keys)}",
-        ),
-    ]
+    task_union: Any = _task_union(registry)
     model: type[PipelineSpec] = create_model(
         "Pipeline",
         __base__=PipelineSpec,
@@ -142,14 +159,23 @@ class Trigger:
 
 @dataclass(frozen=True)
 class Task:
+    """A compiled task: its action, retry policy and edges; a loop also has its ``inner`` task."""
+
     id: str
     spec: TaskSpec
-    needs: tuple[str, ...]
+    needs: tuple[Need, ...]
     action: Action
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(None))
+    #: What a ``for_each:`` runs per item.
+    inner: Task | None = None
+
+    @property
+    def need_ids(self) -> tuple[str, ...]:
+        return tuple(n.task for n in self.needs)
 
     @property
     def retries(self) -> RetrySpec:
-        return self.spec.retries or RetrySpec(max=0)
+        return self.retry.spec
 
 
 @dataclass(frozen=True)
@@ -174,8 +200,12 @@ class Pipeline:
         return self.spec.params
 
     @property
-    def needs(self) -> dict[str, tuple[str, ...]]:
+    def needs(self) -> dict[str, tuple[Need, ...]]:
         return {task.id: task.needs for task in self.tasks.values()}
+
+    @property
+    def timeout(self) -> float | None:
+        return self.spec.timeout
 
 
 def _display_loc(loc: Iterable[str | int]) -> tuple[str | int, ...]:
@@ -268,7 +298,9 @@ def _raw_graph(data: Any) -> list[tuple[int, str, list[str]]]:
         if not isinstance(task, dict) or not isinstance(task.get("id"), str):
             continue
         needs = task.get("needs", [])
-        needs = [needs] if isinstance(needs, str) else needs
+        needs = [needs] if isinstance(needs, str | dict) else needs
+        if isinstance(needs, list):
+            needs = [n.get("task") if isinstance(n, dict) else n for n in needs]
         if isinstance(needs, list) and all(isinstance(n, str) for n in needs):
             graph.append((i, task["id"], needs))
         else:
@@ -280,20 +312,18 @@ def _compile(
     doc: YamlDocument, spec: PipelineSpec, path: Path, text: str, registry: Registry
 ) -> Pipeline:
     task_specs: list[TaskSpec] = spec.tasks
-    problems = _graph_problems(doc, [(i, t.id, list(t.needs)) for i, t in enumerate(task_specs)])
+    problems = _graph_problems(doc, [(i, t.id, t.need_ids) for i, t in enumerate(task_specs)])
     ids = Counter(t.id for t in task_specs)
     tasks: dict[str, Task] = {}
     for i, task_spec in enumerate(task_specs):
         if ids[task_spec.id] > 1:
             continue
-        kind = registry.tasks[task_spec.type_key]
-        try:
-            action = kind.action(task_spec, path.parent)
-        except ExpressionError as exc:
-            problems.append(doc.problem(("tasks", i, *(exc.loc or (kind.key,))), str(exc)))
-            continue
-        tasks[task_spec.id] = Task(task_spec.id, task_spec, tuple(task_spec.needs), action)
-    needs = {t.id: list(t.needs) for t in task_specs}
+        task = _compile_task(doc, ("tasks", i), task_spec, path.parent, registry, problems)
+        if task is not None:
+            tasks[task_spec.id] = task
+    needs = {t.id: t.need_ids for t in task_specs}
+    if not problems:
+        problems += _edge_problems(doc, task_specs, needs)
 
     triggers: list[Trigger] = []
     trigger_specs: list[TriggerSpec] = spec.triggers
@@ -368,6 +398,143 @@ def _compile(
         tasks=tasks,
         order=tuple(topological_order(needs)),
     )
+
+
+def _compile_task(
+    doc: YamlDocument,
+    loc: tuple[str | int, ...],
+    spec: TaskSpec,
+    base_dir: Path,
+    registry: Registry,
+    problems: list[SpecProblem],
+) -> Task | None:
+    """One task's action and retry policy (and a loop's inner task); problems are added."""
+    kind = registry.tasks[spec.type_key]
+    try:
+        action = kind.action(spec, base_dir)
+        retry = RetryPolicy(spec.retries, spec.retry_on)
+    except ExpressionError as exc:
+        where = exc.loc or (kind.key,)
+        if where == ("retry_on", "when") and isinstance(_raw(doc.data, (*loc, "retry_on")), str):
+            where = ("retry_on",)  # written as retry_on: "expression"
+        problems.append(doc.problem((*loc, *where), str(exc)))
+        return None
+    inner = None
+    if isinstance(spec, ForEachTaskSpec):
+        try:
+            inner_spec = _task_adapter(registry).validate_python({**spec.task, "id": spec.id})
+        except ValidationError as exc:
+            problems.extend(
+                doc.problem((*loc, "task", *_display_loc(err["loc"])), _message(err, registry))
+                for err in exc.errors()
+            )
+            return None
+        inner = _compile_task(doc, (*loc, "task"), inner_spec, base_dir, registry, problems)
+        if inner is None:
+            return None
+    needs = tuple(Need(n.task, n.outcome) for n in spec.need_specs)
+    return Task(spec.id, spec, needs, action, retry, inner)
+
+
+def _raw(data: Any, loc: Sequence[str | int]) -> Any:
+    """The value at ``loc`` in a file's raw data, or ``None``."""
+    for part in loc:
+        found = isinstance(data, dict) and part in data
+        found = found or (isinstance(data, list) and isinstance(part, int) and part < len(data))
+        if not found:
+            return None
+        data = data[part]
+    return data
+
+
+def _edge_problems(
+    doc: YamlDocument, specs: list[TaskSpec], needs: Mapping[str, Sequence[str]]
+) -> list[SpecProblem]:
+    """Outcomes on tasks that are not ``if:``, ``run_if`` without needs, and templates that
+    read ``tasks.X`` where X is not a task this one waits for."""
+    problems: list[SpecProblem] = []
+    kinds = {t.id: t.type_key for t in specs}
+    upstream = _ancestors(needs)
+    for i, spec in enumerate(specs):
+        for j, need in enumerate(spec.need_specs):
+            if need.outcome is not None and kinds.get(need.task) != "if":
+                problems.append(
+                    doc.problem(
+                        ("tasks", i, "needs", j, "outcome"),
+                        f"outcome: needs an if: task; {need.task!r} is a"
+                        f" {kinds.get(need.task)}: task (use needs: [{need.task}])",
+                    )
+                )
+        if spec.retry_on is not None and spec.retries is None:
+            problems.append(
+                doc.problem(
+                    ("tasks", i, "retry_on"),
+                    "retry_on chooses which failures are retried, but the task has no retries:",
+                )
+            )
+        if spec.run_if != "all_success" and not spec.needs:
+            problems.append(
+                doc.problem(("tasks", i, "run_if"), "run_if has no needs to look at; add needs:")
+            )
+        raw = doc.data["tasks"][i] if isinstance(doc.data, dict) else {}
+        for name in sorted(task_references(_strings(raw))):
+            if name not in kinds:
+                problems.append(
+                    doc.problem(
+                        ("tasks", i),
+                        f"reads tasks.{name}: there is no task {name!r}" + _closest(name, kinds),
+                    )
+                )
+            elif spec.id in upstream[name]:
+                problems.append(
+                    doc.problem(
+                        ("tasks", i),
+                        f"reads tasks.{name}, but {name!r} runs after this task (it needs it,"
+                        " directly or through its needs)",
+                    )
+                )
+            elif name not in upstream[spec.id]:
+                problems.append(
+                    doc.problem(
+                        ("tasks", i),
+                        f"reads tasks.{name} but does not need {name!r} (directly or through"
+                        f" its needs), so it may run before {name!r} ends; add it to needs:",
+                    )
+                )
+    return problems
+
+
+def _strings(value: Any) -> list[tuple[str, bool]]:
+    """Every string in a raw task (but its own ``id``, ``needs`` and ``run_if``), with
+    whether it is a bare expression (``if:``, ``retry_on:`` as a string or its ``when:``)
+    rather than a template."""
+    found: list[tuple[str, bool]] = []
+
+    def walk(item: Any, key: str) -> None:
+        if isinstance(item, str):
+            found.append((item, key in ("if", "when", "retry_on")))
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                walk(v, str(k))
+        elif isinstance(item, list):
+            for v in item:
+                walk(v, "")
+
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k not in ("id", "needs", "run_if"):
+                walk(v, str(k))
+    return found
+
+
+def _ancestors(needs: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
+    """Every task each task waits for, directly or through others (the graph is acyclic)."""
+    found: dict[str, set[str]] = {}
+    for task in topological_order({t: list(n) for t, n in needs.items()}):
+        found[task] = set()
+        for need in needs[task]:
+            found[task] |= {need, *found.get(need, ())}
+    return found
 
 
 def load_pipeline(
@@ -459,7 +626,27 @@ def load_folder(folder: Path, *, registry: Registry | None = None) -> FolderLoad
     _check_chaining(result)
     _check_hooks(result)
     _check_connections(result, folder)
+    _check_pools(result, folder)
     return result
+
+
+def _check_pools(result: FolderLoad, folder: Path) -> None:
+    """Every ``pool:`` (of a task or of a loop's task) is declared in ``reactor.yaml``."""
+    declared = result.config.spec.pools
+    known = ", ".join(sorted(declared)) or "none declared"
+    bad: set[str] = set()
+    for name, pipeline in result.pipelines.items():
+        for task in pipeline.tasks.values():
+            for key, one in (("pool", task), ("task", task.inner)):
+                pool = one.spec.pool if one is not None else None
+                if pool is None or pool in declared:
+                    continue
+                where: tuple[str, ...] = ("pool",) if key == "pool" else ("task", "pool")
+                message = f"unknown pool {pool!r}: pools in {SETTINGS_FILE}: {known}"
+                result.problems.append(_task_problem(pipeline, folder, task.id, where, message))
+                bad.add(name)
+    for name in bad:
+        result.broken.add(result.pipelines.pop(name).path)
 
 
 def _check_connections(result: FolderLoad, folder: Path) -> None:
@@ -491,12 +678,12 @@ def _check_connections(result: FolderLoad, folder: Path) -> None:
 
 
 def _task_problem(
-    pipeline: Pipeline, folder: Path, task_id: str, key: str, message: str
+    pipeline: Pipeline, folder: Path, task_id: str, key: str | tuple[str, ...], message: str
 ) -> SpecProblem:
     """A problem of one task's ``key``, at its line (the file is parsed again: rare)."""
     index = list(pipeline.tasks).index(task_id)
     doc = parse_yaml(pipeline.text, display=str(pipeline.path.relative_to(folder.parent)))
-    return doc.problem(("tasks", index, key), message)
+    return doc.problem(("tasks", index, *((key,) if isinstance(key, str) else key)), message)
 
 
 def _hook_triggers(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reactor.actions import Action
+from reactor.control import ForEachAction, ForEachTaskSpec, IfAction, IfTaskSpec
 from reactor.sensors import Sensor
 from reactor.specs import EventTriggerSpec, PipelineTriggerSpec, TaskSpec, TriggerSpec
 
@@ -60,6 +61,8 @@ def _core_registry() -> Registry:
     registry = Registry()
     registry.add_trigger(TriggerKind("event", EventTriggerSpec))
     registry.add_trigger(TriggerKind("pipeline", PipelineTriggerSpec))
+    registry.add_task(TaskKind("if", IfTaskSpec, IfAction))
+    registry.add_task(TaskKind("for_each", ForEachTaskSpec, ForEachAction))
     return registry
 
 

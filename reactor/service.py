@@ -16,7 +16,14 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from reactor.admission import LocalRunSlots, LocalTaskSlots, RunSlots, TaskSlots, plan_admission
+from reactor.admission import (
+    LocalPools,
+    LocalRunSlots,
+    LocalTaskSlots,
+    RunSlots,
+    TaskSlots,
+    plan_admission,
+)
 from reactor.bus import Bus
 from reactor.clock import Clock, SystemClock
 from reactor.config import SETTINGS_FILE, Config
@@ -197,6 +204,7 @@ class Reactor:
         self._window_scope = anyio.CancelScope()
         self._run_slots = run_slots or LocalRunSlots()
         self._task_slots = task_slots or LocalTaskSlots(self.settings.max_tasks)
+        self.pools = LocalPools({})
         self._queued: dict[str, deque[tuple[RunRecord, list[Event]]]] = defaultdict(deque)
         self._runs: dict[str, RunExecutor] = {}
         self._run_done: dict[str, anyio.Event] = {}
@@ -225,6 +233,7 @@ class Reactor:
                 logger.warning("pipeline not loaded: %s", problem)
             self.pipelines = loaded.pipelines
             self.config = loaded.config
+            self.pools.resize(self.config.spec.pools)
             # Secrets are read now: a hook that could not check its requests must not start.
             self._hooks, unavailable = open_hooks(
                 self.pipelines.values(), self.env, self.config.limits.webhook_max_body
@@ -380,6 +389,7 @@ class Reactor:
         if loaded.config.path is not None or not (self.pipelines_dir / SETTINGS_FILE).exists():
             # A broken reactor.yaml keeps the settings in force (its problems are logged).
             self.config = loaded.config
+            self.pools.resize(self.config.spec.pools)
         problems = [str(p) for p in loaded.problems]
         for problem in problems:
             logger.error("pipeline not reloaded: %s (the previous version stays in force)", problem)
@@ -875,6 +885,8 @@ class Reactor:
             resume=resume,
             task_events=self,
             connection=self.connection,
+            pools=self.pools,
+            max_output=self.config.limits.max_output,
         )
         self._runs[run.id] = executor
         self._run_slots.acquire(run.pipeline, run.id)

@@ -8,9 +8,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from reactor.durations import Duration
 from reactor.errors import ReactorError
@@ -29,10 +37,13 @@ __all__ = [
     "HookResult",
     "HttpIngress",
     "IngressUnavailable",
+    "NeedSpec",
     "PatternSpec",
     "PipelineTriggerSpec",
     "RateSpec",
+    "RetryOnSpec",
     "RetrySpec",
+    "RunIf",
     "Schedule",
     "Spec",
     "TaskSpec",
@@ -56,10 +67,72 @@ class ConcurrencySpec(Spec):
 
 
 class RetrySpec(Spec):
-    """``retries: {max: N}``: up to N more attempts after a failed one."""
+    """``retries: {max, backoff, initial, max_delay, jitter}``: up to ``max`` more attempts.
+
+    ``retries: N`` is ``{max: N}`` (fixed 1 s delay); ``delay:`` is accepted for ``initial:``.
+    """
 
     max: int = Field(ge=0, le=1000)
-    delay: Duration = 1.0
+    backoff: Literal["fixed", "exponential"] = "fixed"
+    initial: Duration = 1.0
+    #: Exponential delays stop growing here.
+    max_delay: Duration | None = Field(None, gt=0)
+    #: Each delay is drawn at random between half of it and all of it.
+    jitter: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _delay_is_initial(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "delay" in value:
+            if "initial" in value:
+                raise ValueError("write initial: or delay: (the same thing), not both")
+            value = {("initial" if k == "delay" else k): v for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _max_delay_not_below_initial(self) -> RetrySpec:
+        if self.max_delay is not None and self.max_delay < self.initial:
+            raise ValueError("max_delay must be at least initial")
+        return self
+
+
+class RetryOnSpec(Spec):
+    """``retry_on:``: which failed attempts are retried (any one matching is enough).
+
+    Written as a list (integers are exit codes, names are exception types, ``timeout``
+    is a timed-out attempt), an expression, or ``{exit_codes, exceptions, timeout, when}``.
+    """
+
+    exit_codes: list[int] = []
+    exceptions: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*$")]] = []
+    timeout: bool = False
+    when: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"when": value}
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, list):
+            codes = [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
+            names = [v for v in value if not (isinstance(v, int) and not isinstance(v, bool))]
+            return {
+                "exit_codes": codes,
+                "exceptions": [n for n in names if n != "timeout"],
+                "timeout": "timeout" in names,
+            }
+        return value
+
+    @model_validator(mode="after")
+    def _says_something(self) -> RetryOnSpec:
+        if not (self.exit_codes or self.exceptions or self.timeout or self.when):
+            raise ValueError(
+                "retry_on names nothing to retry; remove it or list exit codes,"
+                " exception types, timeout, or give an expression"
+            )
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,13 +358,46 @@ class PipelineTriggerSpec(TriggerSpec):
         return event.type.removeprefix(RUN_EVENT_PREFIX) in self.status
 
 
+RunIf = Literal[
+    "all_success",
+    "at_least_one_success",
+    "none_failed",
+    "all_done",
+    "at_least_one_failed",
+    "all_failed",
+]
+
+
+class NeedSpec(Spec):
+    """``{task: check, outcome: true}``: wait for ``task``; with ``outcome``, run only on
+    that branch of an ``if:`` task."""
+
+    task: str = Field(pattern=ID_PATTERN)
+    outcome: bool | None = None
+
+
+def _need_kind(value: Any) -> str:
+    return "<need>" if isinstance(value, dict | NeedSpec) else "<id>"
+
+
+#: A need written as a task id or as ``{task, outcome}``; errors name only the form used.
+Need = Annotated[
+    Annotated[str, Tag("<id>")] | Annotated[NeedSpec, Tag("<need>")],
+    Discriminator(_need_kind),
+]
+
+
 class TaskSpec(Spec):
     """Fields every task has; each task type adds its own key (``python:``, ``shell:``)."""
 
     id: str = Field(pattern=ID_PATTERN)
-    needs: list[str] = []
+    needs: list[Need] = []
+    run_if: RunIf = "all_success"
     retries: RetrySpec | None = None
-    timeout: Duration | None = None
+    retry_on: RetryOnSpec | None = None
+    timeout: Duration | None = Field(None, gt=0)
+    #: A named pool (``pools:`` in ``reactor.yaml``) whose slots this task shares.
+    pool: str | None = Field(None, pattern=NAME_PATTERN)
 
     #: The key that names this task type in a file.
     type_key: ClassVar[str] = ""
@@ -302,12 +408,26 @@ class TaskSpec(Spec):
         # ``retries: 3`` is read as ``retries: {max: 3}``.
         if isinstance(value, int) and not isinstance(value, bool):
             return {"max": value}
+        if value is not None and not isinstance(value, dict | RetrySpec):
+            raise ValueError(
+                f"retries takes a number (retries: 3) or {{max, backoff, initial, max_delay,"
+                f" jitter}}, got {value!r}"
+            )
         return value
 
     @field_validator("needs", mode="before")
     @classmethod
     def _single_need(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+        return [value] if isinstance(value, str | dict) else value
+
+    @property
+    def need_specs(self) -> list[NeedSpec]:
+        """``needs`` with plain ids as ``{task: id}``."""
+        return [NeedSpec(task=n) if isinstance(n, str) else n for n in self.needs]
+
+    @property
+    def need_ids(self) -> list[str]:
+        return [n.task for n in self.need_specs]
 
 
 @runtime_checkable

@@ -43,7 +43,7 @@ def _pipeline_json(reactor: Reactor, name: str) -> dict[str, Any]:
         "concurrency": pipeline.spec.concurrency.model_dump(),
         "triggers": [{"id": t.id, "key": t.key, "on": t.spec.on} for t in pipeline.triggers],
         "tasks": [
-            {"id": t.id, "needs": list(t.needs), "type": t.spec.type_key}
+            {"id": t.id, "needs": list(t.need_ids), "type": t.spec.type_key}
             for t in pipeline.tasks.values()
         ],
     }
@@ -120,6 +120,10 @@ def create_app(reactor: Reactor) -> FastAPI:
     @app.get("/api/sensors")
     async def sensors() -> list[dict[str, Any]]:
         return reactor.sensors()
+
+    @app.get("/api/pools")
+    async def pools() -> list[dict[str, Any]]:
+        return reactor.pools.describe()
 
     @app.get("/api/dead-letters")
     async def dead_letters(

@@ -53,6 +53,13 @@ SAMPLE_CSV = Path("sample") / "orders-sample.csv"
 # How each example pipeline is run: (pipeline, params, text the run must print).
 # "{sample}" becomes the path of the sample CSV in the test's copy of the example.
 EXAMPLE_RUNS: dict[str, list[tuple[str, dict[str, str], str]]] = {
+    "control_flow": [
+        (
+            "orders_by_region",
+            {"regions": '["eu", "us", "mars"]'},
+            'task publish succeeded output="published 2000 orders"',
+        ),
+    ],
     "quickstart": [
         (
             "ingest_orders",
@@ -191,6 +198,16 @@ def _check_settings_block(block: Block, folder: Path) -> None:
     assert result.exit_code == 0, f"{block.where}: reactor validate said:\n{result.output}"
 
 
+def _settings_before(block: Block) -> Block | None:
+    """The last ``# reactor.yaml`` block of the same page above ``block``, if any."""
+    earlier = [
+        b
+        for b in YAML_BLOCKS
+        if b.doc == block.doc and b.line < block.line and b.text.startswith(SETTINGS_MARK)
+    ]
+    return earlier[-1] if earlier else None
+
+
 @pytest.mark.parametrize("block", YAML_BLOCKS, ids=lambda b: b.where)
 def test_doc_yaml_block_is_a_valid_pipeline(block: Block, tmp_path: Path) -> None:
     data = _yaml(block.text)
@@ -213,6 +230,9 @@ def test_doc_yaml_block_is_a_valid_pipeline(block: Block, tmp_path: Path) -> Non
     folder = tmp_path / "pipelines"
     folder.mkdir()
     (folder / "example.yaml").write_text(block.text, encoding="utf-8")
+    if settings := _settings_before(block):
+        # A pipeline naming pools or connections is checked with the page's settings.
+        (folder / SETTINGS_FILE).write_text(settings.text, encoding="utf-8")
     names = [data["name"]]
     if block.mark and block.mark.startswith("file:"):
         # A copy of an example file is checked beside its folder's other pipelines

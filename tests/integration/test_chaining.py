@@ -114,7 +114,7 @@ async def test_a_succeeded_run_starts_its_downstream_with_its_params_and_outputs
         "run_id": upstream.id,
         "status": "succeeded",
         "params": {"day": "2026-03-01", "region": "eu", "fail": False, "seconds": 0},
-        "outputs": {"count": "42", "check": ""},
+        "outputs": {"count": "42", "check": None},
     }
     # Why alert did not start is on record, as for any event.
     reasons = {d["trigger"]: (d["fired"], d["reason"]) for d in stored.outcome}

@@ -97,14 +97,14 @@ def test_limits_may_set_only_some_keys(tmp_path: Path) -> None:
 def test_an_unknown_top_level_key_lists_the_settings(tmp_path: Path) -> None:
     assert problems(tmp_path, "store: sqlite:///a.db\nstores: x\n") == [
         "pipelines/reactor.yaml:2: stores: unknown setting; reactor.yaml takes store, http,"
-        " grace, heartbeat, lease, limits, connections"
+        " grace, heartbeat, lease, limits, connections, pools"
     ]
 
 
 def test_an_unknown_limit_lists_the_limits(tmp_path: Path) -> None:
     assert problems(tmp_path, "limits:\n  max_tasks: 4\n  max_task: 3\n") == [
         "pipelines/reactor.yaml:3: limits.max_task: unknown setting;"
-        " limits takes max_tasks, webhook_max_body, bus_capacity"
+        " limits takes max_tasks, webhook_max_body, bus_capacity, max_output"
     ]
 
 

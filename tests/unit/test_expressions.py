@@ -16,6 +16,7 @@ from reactor.expressions import (
     compile_template,
     compile_value,
     is_template,
+    task_references,
 )
 
 SCOPE: dict[str, Any] = {
@@ -381,7 +382,145 @@ def test_a_plain_path_gives_what_jinja_gives(scope: dict[str, Any], source: str)
     assert fast.evaluate(scope) == expected
 
 
-def test_a_path_through_a_dict_method_name_is_left_to_jinja() -> None:
-    # Jinja reads attributes first: ``data.items`` is the dict's method, not the key.
-    value = compile_expression("event.data.items").evaluate({"event": {"data": {"items": 3}}})
-    assert callable(value)
+def test_a_path_through_a_dict_method_name_reads_the_key() -> None:
+    # Keys come before attributes: ``data.items`` is the key, not the dict's method.
+    scope = {"event": {"data": {"items": 3}}}
+    assert compile_expression("event.data.items").evaluate(scope) == 3
+    assert compile_expression("event.data.items + 1").evaluate(scope) == 4
+    # Without such a key, the method is still there.
+    assert callable(compile_expression("event.data.keys").evaluate(scope))
+
+
+# --- keys before methods, and task references ----------------------------------------------------
+
+DATA_SCOPE: dict[str, Any] = {
+    "params": {"items": [1, 2], "keys": "k1", "values": 7, "get": "g"},
+    "event": {"data": {"values": [9, 8], "items": {"a": 1}}},
+    "x": {"count": 5},
+    "obj": {"a": 1},
+    "seq": [1, 1, 2],
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("params.items", [1, 2]),
+        ("(params.items)", [1, 2]),
+        ("params.items | length", 2),
+        ("params.items[1]", 2),
+        ("params.keys", "k1"),
+        ("params.values + 1", 8),
+        ("params.get", "g"),
+        ("event.data.values", [9, 8]),
+        ("event.data.values | sum", 17),
+        ("event.data.items.a", 1),
+        ("x.count", 5),
+        ("x.count * 2", 10),
+    ],
+)
+def test_a_mappings_keys_come_before_its_methods_in_expressions(source: str, expected: Any) -> None:
+    assert Expression(source).evaluate(DATA_SCOPE) == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ params.items }}", [1, 2]),
+        ("{{ x.count }}", 5),
+        ("{{ event.data.values }}", [9, 8]),
+        ("n={{ params.items }}", "n=[1, 2]"),
+        ("k={{ params.keys }} c={{ x.count }}", "k=k1 c=5"),
+        ("{% for v in event.data.values %}{{ v }};{% endfor %}", "9;8;"),
+        ("{% for v in params.items %}{{ v }}{% endfor %}", "12"),
+    ],
+)
+def test_a_mappings_keys_come_before_its_methods_in_templates(source: str, expected: Any) -> None:
+    assert Template(source).render(DATA_SCOPE) == expected
+
+
+def test_a_mappings_keys_come_first_in_shell_templates_too() -> None:
+    assert Template("echo {{ params.items }} {{ x.count }}", shell=True).render(DATA_SCOPE) == (
+        "echo '[1, 2]' 5"
+    )
+    assert CompiledValue({"n": "{{ x.count }}", "all": ["{{ params.keys }}"]}).render(
+        DATA_SCOPE
+    ) == {"n": 5, "all": ["k1"]}
+
+
+def test_methods_of_a_mapping_without_such_a_key_still_work() -> None:
+    assert Expression("obj.items() | list").evaluate(DATA_SCOPE) == [("a", 1)]
+    assert Expression("obj.keys() | list").evaluate(DATA_SCOPE) == ["a"]
+    assert Expression("obj.get('a')").evaluate(DATA_SCOPE) == 1
+    assert Expression("x.get('count')").evaluate(DATA_SCOPE) == 5
+    assert (
+        Template("{% for k, v in obj.items() %}{{ k }}={{ v }}{% endfor %}").render(DATA_SCOPE)
+        == "a=1"
+    )
+
+
+def test_attributes_of_non_mappings_still_work() -> None:
+    assert Expression('"abc".upper()').evaluate({}) == "ABC"
+    assert Template('{{ "abc".upper() }}').render({}) == "ABC"
+    assert Expression("seq.count(1)").evaluate(DATA_SCOPE) == 2
+    assert Expression("'a,b'.split(',')").evaluate({}) == ["a", "b"]
+
+
+def test_a_missing_key_of_a_mapping_is_still_undefined() -> None:
+    with pytest.raises(ExpressionError) as caught:
+        Expression("params.nope + 1").evaluate(DATA_SCOPE)
+    assert str(caught.value) == "'dict object' has no attribute 'nope' (in 'params.nope + 1')"
+
+
+def test_a_key_named_like_an_internal_is_data_not_a_way_out() -> None:
+    # The key is read as data; the sandbox still refuses the attribute itself.
+    assert Expression("d.__class__").evaluate({"d": {"__class__": "text"}}) == "text"
+    with pytest.raises(ExpressionError) as caught:
+        Expression("d.__class__").evaluate({"d": {}})
+    assert str(caught.value) == (
+        "access to attribute '__class__' of 'dict' object is unsafe. (in 'd.__class__')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("sources", "expected"),
+    [
+        ([("{{ tasks.a.output }}", False)], {"a"}),
+        ([("{{ tasks['b'].output }}", False)], {"b"}),
+        ([('{{ tasks["b"]["output"] }}', False)], {"b"}),
+        ([("rows: {{ tasks.a.output.rows }} of {{ tasks.c.output }}", False)], {"a", "c"}),
+        ([("{% if tasks.g.output %}yes{% endif %}", False)], {"g"}),
+        ([("{% for t in tasks.h.output %}{{ t }}{% endfor %}", False)], {"h"}),
+        ([("tasks.d.output > 1 and tasks['e'].output", True)], {"d", "e"}),
+        ([("{{ tasks.a.output | length }}", False), ("tasks.b.output", True)], {"a", "b"}),
+    ],
+)
+def test_task_references_finds_every_task_read(
+    sources: list[tuple[str, bool]], expected: set[str]
+) -> None:
+    assert task_references(sources) == expected
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        ("{{ tasks }}", False),
+        ("{{ tasks | length }}", False),
+        ("tasks", True),
+        ("{{ event.tasks.x }}", False),
+        ("{{ params.tasks.x }}", False),
+        ("{{ tasks[name] }}", False),
+        ("{{ tasks[0] }}", False),
+        ("tasks.a.output", False),  # a plain string, not a template
+        ("echo tasks.a", False),
+    ],
+)
+def test_task_references_ignores_what_names_no_task(source: tuple[str, bool]) -> None:
+    assert task_references([source]) == set()
+
+
+def test_task_references_skips_text_that_does_not_parse() -> None:
+    assert task_references([("{{ tasks.a", False)]) == set()
+    assert task_references([("tasks.a ==", True)]) == set()
+    assert task_references([("{{ tasks.a", False), ("{{ tasks.b.output }}", False)]) == {"b"}
+    assert task_references([]) == set()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from reactor.dag import Need
 from reactor.errors import SpecError, SpecErrorGroup, SpecProblem
 from reactor.expressions import Expression
 from reactor.pipelines import Pipeline, load_folder, load_pipeline
@@ -93,10 +94,10 @@ def test_a_valid_pipeline_is_compiled(tmp_path: Path) -> None:
 def test_tasks_are_ordered_by_their_needs(tmp_path: Path) -> None:
     pipeline = load(tmp_path, FULL)
     assert pipeline.order == ("validate", "summarise")
-    assert pipeline.needs == {"summarise": ("validate",), "validate": ()}
+    assert pipeline.needs == {"summarise": (Need("validate"),), "validate": ()}
     assert pipeline.tasks["summarise"].spec.timeout == 300.0
     assert pipeline.tasks["validate"].retries.max == 2
-    assert pipeline.tasks["validate"].retries.delay == 1.0
+    assert pipeline.tasks["validate"].retries.initial == 1.0
     assert pipeline.tasks["summarise"].retries.max == 0
 
 
@@ -350,7 +351,9 @@ def test_a_task_with_no_type_key(tmp_path: Path) -> None:
           - id: a
             needs: []
         """,
-    ) == ["p.yaml:3: tasks[0]: a task needs one type key, one of: kafka, python, shell"]
+    ) == [
+        "p.yaml:3: tasks[0]: a task needs one type key, one of: for_each, if, kafka, python, shell"
+    ]
 
 
 def test_a_task_with_two_type_keys(tmp_path: Path) -> None:
@@ -660,7 +663,8 @@ def test_load_folder_collects_every_problem_and_keeps_valid_pipelines(
     assert set(result.pipelines) == {"alpha", "gamma"}
     assert result.pipelines["alpha"].path == good.resolve()
     assert [str(p) for p in result.problems] == [
-        "pipelines/b.yaml:3: tasks[0]: a task needs one type key, one of: kafka, python, shell",
+        "pipelines/b.yaml:3: tasks[0]: a task needs one type key,"
+        " one of: for_each, if, kafka, python, shell",
         "pipelines/d.yaml:2: invalid YAML: expected the node content, but found '<stream end>'",
     ]
     assert result.broken == {broken.resolve(), bad_yaml.resolve()}
