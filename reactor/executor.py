@@ -354,34 +354,13 @@ class RunExecutor:
         policy = task.retry
         while True:
             async with self._pool(task, record), self.task_slots.slot():
-                record.attempts += 1
-                now = self.clock.now()
-                record.status = "running"
-                record.started_at = record.started_at or now
-                record.error = None
-                attempt = AttemptRecord(
-                    self.run.id,
-                    record.task_id,
-                    record.attempts,
-                    "running",
-                    self.owner,
-                    now,
-                    now,
-                    host=self._host,
-                )
-                self._open_attempts[record.task_id] = attempt
-                self._write([record], [attempt])
+                attempt = self._start_attempt(record)
                 hit("task.after_start")
-                self._task_changed(record, f"attempt {record.attempts}")
                 output, failure = await self._attempt(task, attempt, extra)
                 hit("task.after_action")
                 del self._open_attempts[record.task_id]
-            now = self.clock.now()
             outcome = "succeeded" if failure is None else failure.outcome
-            attempt.status = outcome
-            attempt.ended_at = now
-            attempt.heartbeat_at = now
-            attempt.error = failure.error if failure else None
+            now = self._end_attempt(attempt, outcome, failure.error if failure else None)
             if failure is None:
                 record.status = "succeeded"
                 record.output = output
@@ -411,6 +390,36 @@ class RunExecutor:
             self._write([record], [attempt])
             self._task_changed(record, failure.error)
             return
+
+    def _start_attempt(self, record: TaskRecord) -> AttemptRecord:
+        """A new attempt of ``record``'s task, recorded as running by this process."""
+        record.attempts += 1
+        now = self.clock.now()
+        record.status = "running"
+        record.started_at = record.started_at or now
+        record.error = None
+        attempt = AttemptRecord(
+            self.run.id,
+            record.task_id,
+            record.attempts,
+            "running",
+            self.owner,
+            now,
+            now,
+            host=self._host,
+        )
+        self._open_attempts[record.task_id] = attempt
+        self._write([record], [attempt])
+        self._task_changed(record, f"attempt {record.attempts}")
+        return attempt
+
+    def _end_attempt(self, attempt: AttemptRecord, status: str, error: str | None) -> datetime:
+        now = self.clock.now()
+        attempt.status = status
+        attempt.ended_at = now
+        attempt.heartbeat_at = now
+        attempt.error = error
+        return now
 
     def _retry(
         self, policy: RetryPolicy, failure: Failure, attempt: int, extra: Mapping[str, Any] | None
@@ -484,17 +493,7 @@ class RunExecutor:
         logs) per item, ``concurrency`` at a time; its output is their outputs in order."""
         spec = task.spec
         assert isinstance(spec, ForEachTaskSpec)
-        record.attempts += 1
-        now = self.clock.now()
-        record.status = "running"
-        record.started_at = record.started_at or now
-        record.error = None
-        attempt = AttemptRecord(
-            self.run.id, task.id, record.attempts, "running", self.owner, now, now, host=self._host
-        )
-        self._open_attempts[task.id] = attempt
-        self._write([record], [attempt])
-        self._task_changed(record, f"attempt {record.attempts}")
+        attempt = self._start_attempt(record)
         iterations: list[TaskRecord] = []
         status, error = "failed", None
         failure: Failure | None = None
@@ -518,11 +517,7 @@ class RunExecutor:
             error = f"timed out after {format_duration(spec.timeout or 0)}"
             self._stop_iterations(iterations, "timed_out", error)
         del self._open_attempts[task.id]
-        now = self.clock.now()
-        attempt.status = status
-        attempt.ended_at = now
-        attempt.heartbeat_at = now
-        attempt.error = error
+        now = self._end_attempt(attempt, status, error)
         record.status = status
         record.error = error
         record.ended_at = now

@@ -8,12 +8,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from spec_files import found, load, problems, write
 
 from reactor.config import load_config
 from reactor.control import ForEachTaskSpec
 from reactor.dag import Need
 from reactor.errors import SpecErrorGroup, SpecProblem
-from reactor.pipelines import Pipeline, load_folder, load_pipeline
+from reactor.pipelines import load_folder
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "control-flow.md"
 
@@ -32,29 +33,6 @@ RUN_IF_VALUES = (
 )
 # Names of pydantic's models and union branches, which mean nothing to the user.
 INTERNAL_NAMES = ("NeedSpec", "RetrySpec", "RetryOnSpec", ".str", "list[any]")
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
-def load(tmp_path: Path, text: str) -> Pipeline:
-    return load_pipeline(write(tmp_path, "p.yaml", text), display="p.yaml")
-
-
-def found(tmp_path: Path, text: str) -> list[SpecProblem]:
-    """Every problem reported for ``text`` saved as p.yaml."""
-    with pytest.raises(SpecErrorGroup) as caught:
-        load(tmp_path, text)
-    return caught.value.problems
-
-
-def problems(tmp_path: Path, text: str) -> list[str]:
-    """Every problem reported for ``text`` saved as p.yaml, as the user reads them."""
-    return [str(p) for p in found(tmp_path, text)]
 
 
 def not_needed(task: str) -> str:

@@ -6,11 +6,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from spec_files import load, problems, write
 
 from reactor.dag import Need
 from reactor.errors import SpecError, SpecErrorGroup, SpecProblem
 from reactor.expressions import Expression
-from reactor.pipelines import Pipeline, load_folder, load_pipeline
+from reactor.pipelines import load_folder, load_pipeline
 from reactor.registry import default_registry
 from reactor.specs import EventFilter, EventTriggerSpec
 from reactor.yamlfile import load_yaml, parse_yaml
@@ -24,25 +25,6 @@ tasks:
   - id: a
     shell: echo hi
 """
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
-def load(tmp_path: Path, text: str) -> Pipeline:
-    return load_pipeline(write(tmp_path, "p.yaml", text), display="p.yaml")
-
-
-def problems(tmp_path: Path, text: str) -> list[str]:
-    """Every problem reported for ``text`` saved as p.yaml, as the user reads them."""
-    with pytest.raises(SpecErrorGroup) as caught:
-        load(tmp_path, text)
-    assert str(caught.value) == "\n".join(str(p) for p in caught.value.problems)
-    return [str(p) for p in caught.value.problems]
 
 
 # --- a valid pipeline ----------------------------------------------------------------------------
