@@ -9,7 +9,18 @@ __all__ = ["register"]
 
 def register(registry: Registry) -> None:
     """Entry point ``reactor.connectors``: add the built-in kinds to ``registry``."""
-    from connectors import files, kafka, kafka_task, python, schedule, shell, table, webhooks
+    from connectors import (
+        files,
+        http_task,
+        kafka,
+        kafka_task,
+        python,
+        schedule,
+        shell,
+        sql,
+        table,
+        webhooks,
+    )
 
     registry.add_trigger(TriggerKind("file", files.FileTriggerSpec, files.FileSensor))
     registry.add_trigger(
@@ -21,3 +32,5 @@ def register(registry: Registry) -> None:
     registry.add_task(TaskKind("python", python.PythonTaskSpec, python.PythonAction))
     registry.add_task(TaskKind("shell", shell.ShellTaskSpec, shell.ShellAction))
     registry.add_task(TaskKind("kafka", kafka_task.KafkaTaskSpec, kafka_task.KafkaAction))
+    registry.add_task(TaskKind("http", http_task.HttpTaskSpec, http_task.HttpAction))
+    registry.add_task(TaskKind("sql", sql.SqlTaskSpec, sql.SqlAction))

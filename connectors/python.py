@@ -1,8 +1,8 @@
 """``python: module:function`` tasks: in a worker thread, awaited, or in a child process.
 
 A thread cannot be stopped, so a plain function with a ``timeout:`` (and any function
-with ``isolated: true``) runs in a child process whose whole group a timeout or a
-cancel kills; see :mod:`connectors.python_worker`.
+with ``isolated: true`` or a ``venv:``) runs in a child process whose whole group a
+timeout or a cancel kills; see :mod:`connectors.python_worker`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ class PythonTaskSpec(TaskSpec):
     args: dict[str, Any] = {}
     #: Run in a child process even without a timeout (a plain function with one always does).
     isolated: bool = False
+    #: A virtualenv (relative to the pipeline's folder) whose ``bin/python`` runs the function
+    #: in a child process. Checked at run time: the venv may be built after the pipeline loads.
+    venv: str | None = Field(None, min_length=1)
 
 
 def _import(target: str, base_dir: Path) -> Callable[..., Any]:
@@ -71,7 +74,8 @@ class PythonAction:
     def __init__(self, spec: PythonTaskSpec, base_dir: Path) -> None:
         self.target = spec.python
         self.base_dir = base_dir
-        self.isolated = spec.isolated
+        self.venv = None if spec.venv is None else base_dir / Path(spec.venv).expanduser()
+        self.isolated = spec.isolated or self.venv is not None
         self.has_timeout = spec.timeout is not None
         try:
             self.args = CompiledValue(spec.args)
@@ -137,12 +141,20 @@ class PythonAction:
 
     async def _run_child(self, request: TaskRequest, call: bytes, report_file: Path) -> Any:
         env = {**os.environ, RUN_ID_VARIABLE: request.run_id, "REACTOR_TASK_ID": request.task_id}
+        python = sys.executable
+        if self.venv is not None:
+            python = await _venv_python(self.venv)
+            # As `source bin/activate` would: programs the function starts are the venv's too.
+            env["VIRTUAL_ENV"] = str(self.venv)
+            env["PATH"] = os.pathsep.join(p for p in (str(self.venv / "bin"), env.get("PATH")) if p)
+            env.pop("PYTHONHOME", None)
         # -P: the worker's own folder (connectors/) must not shadow the function's imports.
-        command = [sys.executable, "-P", str(_WORKER), str(report_file)]
+        # The worker imports only the standard library, so a venv without Reactor runs it.
+        command = [python, "-P", str(_WORKER), str(report_file)]
         try:
             process = await start_group(command, cwd=None, env=env, stdin=True)
         except OSError as exc:
-            raise ActionError(f"cannot start {sys.executable}: {exc.strerror}") from exc
+            raise ActionError(f"cannot start {python}: {exc.strerror}") from exc
         stdout: deque[str] = deque(maxlen=1)
         stderr: deque[str] = deque(maxlen=_TAIL_LINES)
         code = await supervise(
@@ -165,6 +177,13 @@ class PythonAction:
                 f"{raised['type']}: {raised['message']}", exceptions=raised["exceptions"]
             )
         raise ActionError(report["failed"])
+
+
+async def _venv_python(venv: Path) -> str:
+    python = anyio.Path(venv / "bin" / "python")
+    if not await python.is_file():
+        raise ActionError(f"venv {venv} has no bin/python")
+    return str(python)
 
 
 async def _read_report(path: Path) -> dict[str, Any] | None:

@@ -173,6 +173,14 @@ async def test_a_timeout_or_a_cancel_kills_the_function_and_its_children(
         assert environ_of(started[0])[RUN_ID_VARIABLE] == run.id
         assert environ_of(started[0])["REACTOR_TASK_ID"] == "work"
         assert sorted(started_by(run.id)) == sorted(started)
+
+        async def printed() -> bool:
+            lines = await store.logs(run.id, after=0, limit=100)
+            return ("stdout", "stalling") in [(x.stream, x.line) for x in lines]
+
+        # What the child printed before it was stopped is in the run's log (read before the
+        # stop: a line still in the pipe when the group is killed is lost with it).
+        await wait_for(printed, message="the child's printed line in the log")
         if how == "timeout":
             clock.advance(0.5)
         else:
@@ -190,8 +198,6 @@ async def test_a_timeout_or_a_cancel_kills_the_function_and_its_children(
     assert attempt.pid == started[0]
     await wait_for(lambda: not any(alive(pid) for pid in started), message=f"{started} to end")
     assert started_by(run.id) == []
-    logs = [(x.stream, x.line) for x in await store.logs(run.id, after=0, limit=100)]
-    assert ("stdout", "stalling") in logs
 
 
 async def test_outputs_logs_and_conversions_match_the_thread_path(

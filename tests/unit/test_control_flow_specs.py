@@ -557,7 +557,7 @@ def test_a_task_of_a_for_each_with_no_type_key(tmp_path: Path) -> None:
         """,
     ) == [
         "p.yaml:5: tasks[0].task: a task needs one type key, one of:"
-        " for_each, if, kafka, python, shell"
+        " for_each, http, if, kafka, python, shell, sql"
     ]
 
 

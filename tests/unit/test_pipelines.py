@@ -334,7 +334,8 @@ def test_a_task_with_no_type_key(tmp_path: Path) -> None:
             needs: []
         """,
     ) == [
-        "p.yaml:3: tasks[0]: a task needs one type key, one of: for_each, if, kafka, python, shell"
+        "p.yaml:3: tasks[0]: a task needs one type key,"
+        " one of: for_each, http, if, kafka, python, shell, sql"
     ]
 
 
@@ -646,7 +647,7 @@ def test_load_folder_collects_every_problem_and_keeps_valid_pipelines(
     assert result.pipelines["alpha"].path == good.resolve()
     assert [str(p) for p in result.problems] == [
         "pipelines/b.yaml:3: tasks[0]: a task needs one type key,"
-        " one of: for_each, if, kafka, python, shell",
+        " one of: for_each, http, if, kafka, python, shell, sql",
         "pipelines/d.yaml:2: invalid YAML: expected the node content, but found '<stream end>'",
     ]
     assert result.broken == {broken.resolve(), bad_yaml.resolve()}
