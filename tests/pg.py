@@ -11,6 +11,8 @@ import asyncio
 import itertools
 import os
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -72,6 +74,21 @@ class PostgresDatabases:
             return name
         finally:
             await admin.close()
+
+    @asynccontextmanager
+    async def scratch(self, schema: str) -> AsyncIterator[str]:
+        """A new unmigrated database with ``schema`` (SQL) run in it; its URL, dropped after."""
+        name = await self.create(migrated=False)
+        url = self.url(name)
+        connection = await asyncpg.connect(url, timeout=10)
+        try:
+            await connection.execute(schema)
+        finally:
+            await connection.close()
+        try:
+            yield url
+        finally:
+            await self.drop(name)
 
     async def drop(self, name: str) -> None:
         """Drop ``name``; FORCE terminates whatever is still connected to it first."""

@@ -33,17 +33,8 @@ INSERT INTO orders VALUES (1, 'ada', 10.50), (2, 'bob', 20.00), (3, 'ada', 5.25)
 @pytest.fixture
 async def pg_url(postgres_databases: PostgresDatabases) -> AsyncIterator[str]:
     """A fresh PostgreSQL database holding three orders."""
-    name = await postgres_databases.create(migrated=False)
-    url = postgres_databases.url(name)
-    connection = await asyncpg.connect(url, timeout=10)
-    try:
-        await connection.execute(ORDERS)
-    finally:
-        await connection.close()
-    try:
+    async with postgres_databases.scratch(ORDERS) as url:
         yield url
-    finally:
-        await postgres_databases.drop(name)
 
 
 @pytest.fixture

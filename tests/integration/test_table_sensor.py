@@ -58,17 +58,8 @@ KEY = "orders/table"
 @pytest.fixture
 async def table_db(postgres_databases: PostgresDatabases) -> AsyncIterator[str]:
     """A database of its own with the ``orders`` table (and a NOTIFY on each change)."""
-    name = await postgres_databases.create(migrated=False)
-    url = postgres_databases.url(name)
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(ORDERS)
-    finally:
-        await connection.close()
-    try:
+    async with postgres_databases.scratch(ORDERS) as url:
         yield url
-    finally:
-        await postgres_databases.drop(name)
 
 
 @pytest.fixture
