@@ -605,8 +605,10 @@ def load_folder(folder: Path, *, registry: Registry | None = None) -> FolderLoad
     folder = folder.resolve()
     try:
         result.config = load_config(folder, display=str(Path(folder.name) / SETTINGS_FILE))
+        settings_read = True
     except SpecErrorGroup as exc:
         result.problems.extend(exc.problems)
+        settings_read = False
     for path in pipeline_files(folder):
         display = str(path.relative_to(folder.parent))
         try:
@@ -625,8 +627,11 @@ def load_folder(folder: Path, *, registry: Registry | None = None) -> FolderLoad
         result.pipelines[pipeline.name] = pipeline
     _check_chaining(result)
     _check_hooks(result)
-    _check_connections(result, folder)
-    _check_pools(result, folder)
+    if settings_read:
+        # With a broken reactor.yaml its problems are reported; checking names against the
+        # defaults would add "unknown connection/pool" for every name it declares.
+        _check_connections(result, folder)
+        _check_pools(result, folder)
     return result
 
 

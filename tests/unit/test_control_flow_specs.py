@@ -923,3 +923,13 @@ def test_the_loops_example_loads(tmp_path: Path) -> None:
     each_region = pipeline.tasks["each_region"].inner
     assert each_region is not None
     assert (each_region.retry.max, each_region.spec.timeout) == (2, 300.0)
+
+
+def test_a_broken_reactor_yaml_is_reported_without_unknown_pool_noise(tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    write(folder, "reactor.yaml", "pools:\n  warehouse: 0\n")
+    write(folder, "p.yaml", "name: p\ntasks:\n  - id: a\n    shell: echo\n    pool: warehouse\n")
+    result = load_folder(folder)
+    assert [str(p) for p in result.problems] == [
+        "pipelines/reactor.yaml:2: pools.warehouse: Input should be greater than or equal to 1"
+    ]
