@@ -6,7 +6,7 @@ import json
 import logging
 import math
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +38,17 @@ _LOG_FLUSH_SECONDS = 0.2
 DEFAULT_MAX_OUTPUT = 1024 * 1024
 #: Read once: a run's attempts record where they ran, and the name does not change.
 _HOST = socket.gethostname()
+
+
+def _take_over_crashed(record: TaskRecord, retries: int | None, now: datetime) -> None:
+    """A record left ``running`` by a process that died: that attempt counts; it runs again
+    (``pending``) while ``retries`` allow (``None``: always), else it has ``failed``."""
+    record.error = "crashed: the process running it stopped"
+    if retries is None or record.attempts <= retries:
+        record.status = "pending"
+    else:
+        record.status = "failed"
+        record.ended_at = now
 
 
 def _loop_error(iterations: Sequence[TaskRecord]) -> str:
@@ -239,12 +250,8 @@ class RunExecutor:
             if record.status != "running":
                 continue
             task = self.pipeline.tasks[record.task_id]
-            if task.inner is not None or record.attempts <= task.retries.max:
-                record.status = "pending"
-            else:
-                record.status = "failed"
-                record.ended_at = now
-            record.error = "crashed: the process running it stopped"
+            # A loop goes on with its unfinished iterations whatever its own attempts.
+            _take_over_crashed(record, None if task.inner else task.retries.max, now)
             changed.append(record)
         return changed
 
@@ -425,7 +432,7 @@ class RunExecutor:
         self, policy: RetryPolicy, failure: Failure, attempt: int, extra: Mapping[str, Any] | None
     ) -> tuple[bool, str]:
         """Whether to try again, and why not when retries were left."""
-        if attempt > policy.max or failure.permanent:
+        if not policy.left(failure, attempt):
             return False, ""
         try:
             if policy.matches(failure, attempt, {**self._scope(), **(extra or {})}):
@@ -502,7 +509,7 @@ class RunExecutor:
             if failure is not None:
                 status, error = failure.outcome, failure.error
             else:
-                iterations = self._iterations(task.id, len(items))
+                iterations = self._iterations(task.id, len(items), inner.retries.max)
                 self._loops[task.id] = iterations
                 self._log(task.id, record.attempts, f"{len(items)} items")
                 await run_with_timeout(
@@ -515,7 +522,7 @@ class RunExecutor:
         except TimeoutError:
             status = "timed_out"
             error = f"timed out after {format_duration(spec.timeout or 0)}"
-            self._stop_iterations(iterations, "timed_out", error)
+            self._write(*self._cut_off(iterations, "timed_out", error))
         del self._open_attempts[task.id]
         now = self._end_attempt(attempt, status, error)
         record.status = status
@@ -528,7 +535,7 @@ class RunExecutor:
         self._write([record], [attempt])
         self._task_changed(record, error or "")
 
-    def _iterations(self, loop_id: str, count: int) -> list[TaskRecord]:
+    def _iterations(self, loop_id: str, count: int, retries: int) -> list[TaskRecord]:
         """One record per item: those of an earlier attempt of the run are taken over."""
         records: list[TaskRecord] = []
         new: list[TaskRecord] = []
@@ -539,9 +546,7 @@ class RunExecutor:
                 record = TaskRecord(self.run.id, task_id)
                 new.append(record)
             elif record.status == "running":
-                # Cut off by a crash: that attempt counts, and it runs again.
-                record.status = "pending"
-                record.error = "crashed: the process running it stopped"
+                _take_over_crashed(record, retries, self.clock.now())
                 new.append(record)
             elif record.status not in FINAL_TASK_STATES:
                 record.status = "pending"
@@ -557,14 +562,9 @@ class RunExecutor:
 
         async def worker() -> None:
             for index in todo:
-                record = records[index]
-                if record.attempts > inner.retries.max:
-                    # Its last allowed attempt was cut off by a crash.
-                    record.status = "failed"
-                    record.ended_at = self.clock.now()
-                    self._write([record])
-                    continue
-                await self._attempts(inner, record, {"item": items[index], "item_index": index})
+                await self._attempts(
+                    inner, records[index], {"item": items[index], "item_index": index}
+                )
 
         async with anyio.create_task_group() as tg:
             for _ in range(min(concurrency, len(records))):
@@ -578,28 +578,29 @@ class RunExecutor:
             if r.status not in FINAL_TASK_STATES
         ]
 
-    def _stop_iterations(self, records: list[TaskRecord], status: str, error: str) -> None:
-        """After a loop's timeout: iterations cut off end ``status``; unstarted ones cancelled."""
+    def _cut_off(
+        self, records: Iterable[TaskRecord], status: str, error: str, *, pending: str = "cancelled"
+    ) -> tuple[list[TaskRecord], list[AttemptRecord]]:
+        """End the unfinished ``records`` now: those with an open attempt (and the attempt)
+        end ``status`` with ``error``; those that had not started end ``pending``."""
         now = self.clock.now()
-        changed = []
-        attempts = []
+        changed: list[TaskRecord] = []
+        attempts: list[AttemptRecord] = []
         for record in records:
             if record.status in FINAL_TASK_STATES:
                 continue
-            open_attempt = self._open_attempts.pop(record.task_id, None)
-            if open_attempt is not None:
-                open_attempt.status = status
-                open_attempt.ended_at = now
-                open_attempt.error = error
-                attempts.append(open_attempt)
-                record.status = status
-                record.error = error
+            attempt = self._open_attempts.pop(record.task_id, None)
+            if attempt is not None:
+                self._end_attempt(attempt, status, error)
+                attempts.append(attempt)
+                record.status, record.error = status, error
             else:
-                record.status = "cancelled"
+                record.status = pending
+                if pending != "cancelled":
+                    record.error = error
             record.ended_at = now
             changed.append(record)
-        if changed:
-            self._write(changed, attempts)
+        return changed, attempts
 
     async def _flush_logs_periodically(self) -> None:
         while True:
@@ -620,20 +621,10 @@ class RunExecutor:
             timeout_note = f"the run timed out after {format_duration(self.pipeline.timeout or 0)}"
         cut_off = "failed" if internal else "timed_out" if self._timed_out else "cancelled"
         why = internal or timeout_note or self._cancel_reason or "cancelled"
-        changed = []
-        attempts = list(self._open_attempts.values())
-        cut = {a.task_id for a in attempts}
-        for attempt in attempts:
-            attempt.status = cut_off
-            attempt.ended_at = now
-            attempt.error = why
-        for record in [*self.records.values(), *self._unfinished_iterations()]:
-            if record.status not in FINAL_TASK_STATES:
-                was_running = record.task_id in cut
-                record.status = cut_off if was_running or internal else "cancelled"
-                record.ended_at = now
-                record.error = why if was_running or internal else record.error
-                changed.append(record)
+        unfinished = [*self.records.values(), *self._unfinished_iterations()]
+        changed, attempts = self._cut_off(
+            unfinished, cut_off, why, pending="failed" if internal else "cancelled"
+        )
         statuses = [r.status for r in self.records.values()]
         reason: str | None
         if internal:

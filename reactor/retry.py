@@ -73,9 +73,11 @@ class RetryPolicy:
 
         Raises :class:`ExpressionError` when a ``retry_on`` expression fails.
         """
-        if attempt > self.spec.max or failure.permanent:
-            return False
-        return self.matches(failure, attempt, scope)
+        return self.left(failure, attempt) and self.matches(failure, attempt, scope)
+
+    def left(self, failure: Failure, attempt: int) -> bool:
+        """Whether attempts are left after ``attempt`` and another could help at all."""
+        return attempt <= self.spec.max and not failure.permanent
 
     def matches(self, failure: Failure, attempt: int, scope: Mapping[str, Any]) -> bool:
         """Whether ``retry_on`` (if any) counts this failure as worth another attempt."""
