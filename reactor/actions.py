@@ -7,9 +7,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-__all__ = ["Action", "LogStream", "TaskRequest"]
+from reactor.store.records import RunRecord
+
+__all__ = ["Action", "ChildRuns", "LogStream", "TaskRequest"]
 
 LogStream = Literal["stdout", "stderr", "system"]
+
+
+class ChildRuns(Protocol):
+    """Runs of other pipelines started by a task (``run_pipeline:``), as the service has them."""
+
+    async def start_child(self, pipeline: str, params: Mapping[str, Any], key: str) -> RunRecord:
+        """Admit a run of ``pipeline`` under run key ``key`` (the same key: the same run).
+
+        Raises :class:`reactor.errors.AdmissionError` (unknown pipeline, bad params, ...).
+        """
+        ...
+
+    async def wait_child(self, run_id: str) -> tuple[RunRecord, dict[str, Any]]:
+        """The run once it is final, and its tasks' outputs by task id."""
+        ...
+
+    async def cancel_child(self, run_id: str, reason: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +47,8 @@ class TaskRequest:
     #: The URL of a ``connection:`` (inline, or a name in ``reactor.yaml``); raises
     #: :class:`reactor.errors.ConnectorError`.
     connection: Callable[[str], str] | None = None
+    #: Starting and awaiting runs of other pipelines (``None`` outside a service).
+    children: ChildRuns | None = None
 
 
 class Action(Protocol):

@@ -5,18 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+import anyio
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from reactor.actions import TaskRequest
-from reactor.errors import ActionError, ExpressionError
+from reactor.errors import ActionError, AdmissionError, ExpressionError
 from reactor.expressions import CompiledValue, Expression, is_template
-from reactor.specs import RunIf, TaskSpec
+from reactor.specs import NAME_PATTERN, RunIf, Spec, TaskSpec
+from reactor.store.records import child_run_key
 
 __all__ = [
     "ForEachAction",
     "ForEachTaskSpec",
     "IfAction",
     "IfTaskSpec",
+    "RunPipelineAction",
+    "RunPipelineSpec",
+    "RunPipelineTaskSpec",
     "describe_value",
 ]
 
@@ -110,3 +115,72 @@ class ForEachAction:
         if not isinstance(items, list):
             raise ActionError(f"for_each needs a list, got {describe_value(items)}")
         return items
+
+
+class RunPipelineSpec(Spec):
+    """``run_pipeline: {pipeline, params, wait}``."""
+
+    pipeline: str = Field(pattern=NAME_PATTERN)
+    #: The child's params; values may be templates.
+    params: dict[str, Any] = {}
+    #: Wait for the child run's end and take its outcome (else succeed once it is admitted).
+    wait: bool = True
+
+
+class RunPipelineTaskSpec(TaskSpec):
+    """Starts a run of another pipeline as a child of this run."""
+
+    type_key: ClassVar[str] = "run_pipeline"
+
+    run_pipeline: RunPipelineSpec
+
+
+class RunPipelineAction:
+    """Admits the child run (once per attempt: its run key names this attempt) and, with
+    ``wait``, waits for it: the task ends as the child did, with its outputs."""
+
+    def __init__(self, spec: RunPipelineTaskSpec, base_dir: Path) -> None:
+        del base_dir
+        self.target = spec.run_pipeline.pipeline
+        self.wait = spec.run_pipeline.wait
+        try:
+            self.params = CompiledValue(spec.run_pipeline.params)
+        except ExpressionError as exc:
+            raise ExpressionError(str(exc), ("run_pipeline", "params")) from exc
+
+    async def execute(self, request: TaskRequest) -> Any:
+        children = request.children
+        if children is None:
+            raise ActionError("run_pipeline: needs a Reactor service to start the child run in")
+        try:
+            params = self.params.render(request.scope)
+        except ExpressionError as exc:
+            raise ActionError(f"cannot render run_pipeline.params: {exc}") from exc
+        key = child_run_key(self.target, request.run_id, request.task_id, request.attempt)
+        try:
+            child = await children.start_child(self.target, params, key)
+        except AdmissionError as exc:
+            raise ActionError(f"cannot start {self.target}: {exc}") from exc
+        request.log("system", f"child run {child.id} of {self.target} {child.status}")
+        if not self.wait:
+            return {"run_id": child.id, "pipeline": self.target, "status": child.status}
+        try:
+            run, outputs = await children.wait_child(child.id)
+        except anyio.get_cancelled_exc_class():
+            # This task was cancelled or timed out: its child must not go on alone.
+            with anyio.CancelScope(shield=True):
+                reason = f"its parent task {request.run_id}/{request.task_id} was stopped"
+                await children.cancel_child(child.id, reason)
+            raise
+        result: dict[str, Any] = {
+            "run_id": run.id,
+            "pipeline": self.target,
+            "status": run.status,
+            "outputs": outputs,
+        }
+        if run.status != "succeeded":
+            why = f": {run.reason}" if run.reason else ""
+            raise ActionError(
+                f"child run {run.id} of {self.target} {run.status}{why}", output=result
+            )
+        return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "ActionError",
@@ -85,11 +86,21 @@ class ActionError(ConnectorError):
     """
 
     def __init__(
-        self, message: str, *, exit_code: int | None = None, exceptions: Sequence[str] = ()
+        self,
+        message: str,
+        *,
+        exit_code: int | None = None,
+        exceptions: Sequence[str] = (),
+        output: Any = None,
+        permanent: bool = False,
     ) -> None:
         super().__init__(message)
         self.exit_code = exit_code
         self.exceptions = tuple(exceptions)
+        #: What the failed attempt found (a failed check's result), kept as the task's output.
+        self.output = output
+        #: Another attempt would find the same (a failed check is a finding): never retried.
+        self.permanent = permanent
 
 
 def exception_names(exc: BaseException) -> tuple[str, ...]:

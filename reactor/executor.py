@@ -8,14 +8,15 @@ import math
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 import anyio
 
-from reactor.actions import LogStream, TaskRequest
+from reactor.actions import ChildRuns, LogStream, TaskRequest
 from reactor.admission import LocalPools, Pools, TaskSlots
+from reactor.checks import CHECK_TASK_KEY, check_events
 from reactor.clock import Clock, run_with_timeout
 from reactor.control import ForEachTaskSpec
 from reactor.dag import FINAL_TASK_STATES, Walk, combined_status, run_status
@@ -142,6 +143,7 @@ class RunExecutor:
         connection: Callable[[str], str] | None = None,
         pools: Pools | None = None,
         max_output: int = DEFAULT_MAX_OUTPUT,
+        children: ChildRuns | None = None,
     ) -> None:
         self.run = run
         self.pipeline = pipeline
@@ -155,6 +157,7 @@ class RunExecutor:
         self.connection = connection
         self.pools = pools or LocalPools({})
         self.max_output = max_output
+        self.children = children
         self.records = {t: TaskRecord(run.id, t) for t in pipeline.order}
         #: Iterations of for_each tasks (``loop[3]``) found in the store when resuming.
         self._stored_iterations: dict[str, TaskRecord] = {}
@@ -210,11 +213,13 @@ class RunExecutor:
         if sink is None:
             return []
         now = self.clock.now()
-        events = [
-            task_event(self.run, t, now)
-            for t in tasks
-            if t.status in FINAL_TASK_STATES and t.task_id in self.records
-        ]
+        events: list[Event] = []
+        for record in tasks:
+            if record.status not in FINAL_TASK_STATES or record.task_id not in self.records:
+                continue
+            events.append(task_event(self.run, record, now))
+            if self.pipeline.tasks[record.task_id].spec.type_key == CHECK_TASK_KEY:
+                events.extend(check_events(self.run, record, now))
         return [TaskEvent(e, sink.listens(e), now) for e in events]
 
     # The run
@@ -393,6 +398,7 @@ class RunExecutor:
                 self._log(record.task_id, record.attempts, why)
             record.status = outcome
             record.error = failure.error
+            record.output = failure.output
             record.ended_at = now
             self._write([record], [attempt])
             self._task_changed(record, failure.error)
@@ -461,6 +467,7 @@ class RunExecutor:
             log=self._logs.sink(attempt.task_id, attempt.attempt),
             report_process=report_process,
             connection=self.connection,
+            children=self.children,
         )
         try:
             output = await run_with_timeout(
@@ -470,7 +477,8 @@ class RunExecutor:
             error = f"timed out after {format_duration(task.spec.timeout or 0)}"
             return None, Failure("timed_out", error)
         except ActionError as exc:
-            return None, Failure("failed", str(exc), exc.exit_code, exc.exceptions)
+            failure = Failure("failed", str(exc), exc.exit_code, exc.exceptions)
+            return None, replace(failure, output=exc.output, permanent=exc.permanent)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:

@@ -15,7 +15,7 @@ from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, cr
 
 from reactor.actions import Action
 from reactor.config import SETTINGS_FILE, Config, load_config
-from reactor.control import ForEachTaskSpec
+from reactor.control import ForEachTaskSpec, RunPipelineSpec, RunPipelineTaskSpec
 from reactor.dag import Need, find_cycle, topological_order
 from reactor.durations import Duration
 from reactor.errors import ExpressionError, SpecError, SpecErrorGroup, SpecProblem
@@ -627,6 +627,7 @@ def load_folder(folder: Path, *, registry: Registry | None = None) -> FolderLoad
         result.pipelines[pipeline.name] = pipeline
     _check_chaining(result)
     _check_hooks(result)
+    _check_run_pipelines(result, folder)
     if settings_read:
         # With a broken reactor.yaml its problems are reported; checking names against the
         # defaults would add "unknown connection/pool" for every name it declares.
@@ -778,6 +779,90 @@ def _check_chaining(result: FolderLoad) -> None:
     for name in bad:
         result.broken.add(result.pipelines.pop(name).path)
     result.problems.extend(sorted(problems, key=lambda p: (p.file, p.line or 0)))
+
+
+def _children(pipeline: Pipeline) -> list[tuple[str, tuple[str, ...], RunPipelineSpec]]:
+    """``(task id, where in the task, spec)`` of each ``run_pipeline:`` (loops' included)."""
+    found = []
+    for task in pipeline.tasks.values():
+        for where, one in (((), task), (("task",), task.inner)):
+            if one is not None and isinstance(one.spec, RunPipelineTaskSpec):
+                found.append((task.id, (*where, "run_pipeline"), one.spec.run_pipeline))
+    return found
+
+
+def _check_run_pipelines(result: FolderLoad, folder: Path) -> None:
+    """``run_pipeline:`` names a loaded pipeline with params it declares, and no pipeline
+    runs itself through others (which would start runs without end)."""
+    problems: list[SpecProblem] = []
+    bad: set[str] = set()
+    broken_names: set[str] | None = None
+    edges: dict[str, list[tuple[str, tuple[str, ...], str]]] = {}
+    for name, pipeline in result.pipelines.items():
+        edges[name] = []
+        for task_id, where, spec in _children(pipeline):
+            at = partial(_task_problem, pipeline, folder, task_id)
+            edges[name].append((task_id, where, spec.pipeline))
+            child = result.pipelines.get(spec.pipeline)
+            if child is None:
+                if broken_names is None:
+                    broken_names = _broken_names(result.broken)
+                if spec.pipeline not in broken_names:
+                    hint = _closest(spec.pipeline, result.pipelines)
+                    problems.append(
+                        at((*where, "pipeline"), f"unknown pipeline {spec.pipeline!r}{hint}")
+                    )
+                    bad.add(name)
+                continue
+            for param in spec.params:
+                if param not in child.params:
+                    declared = ", ".join(child.params) or "none"
+                    message = f"{spec.pipeline} has no param {param!r} (declared: {declared})"
+                    problems.append(at((*where, "params"), message))
+                    bad.add(name)
+            for param, declared_param in child.params.items():
+                if declared_param.required and param not in spec.params:
+                    message = f"{spec.pipeline} requires param {param!r}, which is not given"
+                    problems.append(at((*where, "params"), message))
+                    bad.add(name)
+    for members, (pipeline_name, task_id, where, cycle) in _run_cycles(edges):
+        pipeline = result.pipelines[pipeline_name]
+        message = "run_pipeline forms a cycle: " + " -> ".join(cycle)
+        problems.append(_task_problem(pipeline, folder, task_id, (*where, "pipeline"), message))
+        bad.update(members)
+    for name in bad:
+        if name in result.pipelines:
+            result.broken.add(result.pipelines.pop(name).path)
+    result.problems.extend(sorted(problems, key=lambda p: (p.file, p.line or 0)))
+
+
+def _run_cycles(
+    edges: Mapping[str, list[tuple[str, tuple[str, ...], str]]],
+) -> list[tuple[set[str], tuple[str, str, tuple[str, ...], list[str]]]]:
+    """Each cycle of ``run_pipeline:`` edges: its pipelines, and where it closes
+    (pipeline, task id, place in the task) with the path in the order runs would start."""
+    found: list[tuple[set[str], tuple[str, str, tuple[str, ...], list[str]]]] = []
+    color = dict.fromkeys(edges, 0)
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        color[name] = 1
+        path.append(name)
+        for task_id, where, target in edges[name]:
+            if target not in color:
+                continue
+            if color[target] == 1:
+                members = path[path.index(target) :]
+                found.append((set(members), (name, task_id, where, [*members, target])))
+            elif color[target] == 0:
+                visit(target)
+        path.pop()
+        color[name] = 2
+
+    for name in edges:
+        if color[name] == 0:
+            visit(name)
+    return found
 
 
 def _upstreams(pipeline: Pipeline) -> list[tuple[Trigger, str]]:

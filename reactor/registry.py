@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from reactor.actions import Action
-from reactor.control import ForEachAction, ForEachTaskSpec, IfAction, IfTaskSpec
+from reactor.control import (
+    ForEachAction,
+    ForEachTaskSpec,
+    IfAction,
+    IfTaskSpec,
+    RunPipelineAction,
+    RunPipelineTaskSpec,
+)
 from reactor.sensors import Sensor
 from reactor.specs import EventTriggerSpec, PipelineTriggerSpec, TaskSpec, TriggerSpec
 
@@ -63,6 +70,7 @@ def _core_registry() -> Registry:
     registry.add_trigger(TriggerKind("pipeline", PipelineTriggerSpec))
     registry.add_task(TaskKind("if", IfTaskSpec, IfAction))
     registry.add_task(TaskKind("for_each", ForEachTaskSpec, ForEachAction))
+    registry.add_task(TaskKind("run_pipeline", RunPipelineTaskSpec, RunPipelineAction))
     return registry
 
 

@@ -28,6 +28,8 @@ class Failure:
     exceptions: tuple[str, ...] = ()
     #: Trying again cannot help (an output over the size limit): never retried.
     permanent: bool = False
+    #: What the attempt found although it failed (a failed check's result).
+    output: Any = None
 
     def scope(self, attempt: int) -> dict[str, Any]:
         """What a ``retry_on:`` expression sees."""

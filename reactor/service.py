@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -887,6 +887,7 @@ class Reactor:
             connection=self.connection,
             pools=self.pools,
             max_output=self.config.limits.max_output,
+            children=self,
         )
         self._runs[run.id] = executor
         self._run_slots.acquire(run.pipeline, run.id)
@@ -1094,6 +1095,15 @@ class Reactor:
         self, pipeline_name: str, params: dict[str, Any] | None = None, *, actor: str = "api"
     ) -> RunRecord:
         """Start a run of a pipeline on demand (CLI, API, UI); ``actor`` is who asked."""
+        key = f"{pipeline_name}/manual@{new_id()}"
+        run = await self._run_on_demand(pipeline_name, params or {}, key)
+        logger.debug("run %s of %s started by %s", run.id, pipeline_name, actor)
+        return run
+
+    async def _run_on_demand(
+        self, pipeline_name: str, params: Mapping[str, Any], key: str
+    ) -> RunRecord:
+        """Admit a run under ``key``; a key that exists already gives its run, started once."""
         if not self._accepting:
             raise AdmissionError("the service is stopping and does not accept runs")
         pipeline = self.pipelines.get(pipeline_name)
@@ -1101,7 +1111,7 @@ class Reactor:
             known = ", ".join(sorted(self.pipelines)) or "none"
             raise AdmissionError(f"unknown pipeline {pipeline_name!r} (known: {known})")
         try:
-            checked = check_params(pipeline.params, params or {})
+            checked = check_params(pipeline.params, params)
         except ParamError as exc:
             raise AdmissionError(f"{pipeline_name}: {exc}") from exc
         plan = self._plan(pipeline)
@@ -1110,17 +1120,42 @@ class Reactor:
                 f"{pipeline_name} already has {pipeline.spec.concurrency.max_active_runs}"
                 " active runs (on_overlap: skip)"
             )
-        run = self._new_run(
-            pipeline,
-            checked,
-            trigger=None,
-            key=f"{pipeline_name}/manual@{new_id()}",
-            event_ids=[],
-        )
+        run = self._new_run(pipeline, checked, trigger=None, key=key, event_ids=[])
         admitted = await self.store.create_run(run)
-        self._admit(admitted.run, plan, [])
-        logger.debug("run %s of %s started by %s", run.id, pipeline_name, actor)
+        if admitted.new:
+            self._admit(admitted.run, plan, [])
         return admitted.run
+
+    # Child runs (``run_pipeline:`` tasks): see reactor.actions.ChildRuns.
+
+    async def start_child(self, pipeline: str, params: Mapping[str, Any], key: str) -> RunRecord:
+        return await self._run_on_demand(pipeline, params, key)
+
+    async def wait_child(self, run_id: str) -> tuple[RunRecord, dict[str, Any]]:
+        run = await self.wait_run(run_id)
+        return run, _outputs(await self.store.task_runs(run_id))
+
+    async def cancel_child(self, run_id: str, reason: str) -> None:
+        """Cancel a run that is running or still queued here (its parent stopped waiting)."""
+        executor = self._runs.get(run_id)
+        if executor is not None:
+            executor.cancel(reason)
+            return
+        for queue in self._queued.values():
+            for item in list(queue):
+                run = item[0]
+                if run.id != run_id:
+                    continue
+                queue.remove(item)
+                run.status, run.reason, run.ended_at = "cancelled", reason, self.clock.now()
+                await self.store.set_run_status(run.id, "cancelled", at=run.ended_at, reason=reason)
+                for observer in self.observers:
+                    observer.run_changed(run)
+                await self._emit_run_event(run, {})
+                done = self._run_done.pop(run.id, None)
+                if done is not None:
+                    done.set()
+                return
 
     async def wait_run(self, run_id: str) -> RunRecord:
         """Wait until the run reaches a final state and return it."""

@@ -330,7 +330,15 @@ RunEndStatus = Literal["succeeded", "failed", "cancelled"]
 TASK_EVENT_PREFIX = "reactor.task."
 #: What triggers themselves record: ``reactor.trigger.correlation_timeout``, ...
 TRIGGER_EVENT_PREFIX = "reactor.trigger."
-INTERNAL_EVENT_PREFIXES = (RUN_EVENT_PREFIX, TASK_EVENT_PREFIX, TRIGGER_EVENT_PREFIX)
+#: Data-quality check results: ``reactor.check.passed | warned | failed``,
+#: id ``run/task/attempt/check``.
+CHECK_EVENT_PREFIX = "reactor.check."
+INTERNAL_EVENT_PREFIXES = (
+    RUN_EVENT_PREFIX,
+    TASK_EVENT_PREFIX,
+    TRIGGER_EVENT_PREFIX,
+    CHECK_EVENT_PREFIX,
+)
 
 
 def run_event_source(pipeline: str) -> str:

@@ -16,6 +16,8 @@ __all__ = [
     "RunStatus",
     "TaskRecord",
     "WindowRow",
+    "child_run_key",
+    "parent_of",
 ]
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -39,6 +41,11 @@ class RunRecord:
     seq: int | None = None
     owner: str | None = None
 
+    @property
+    def parent(self) -> dict[str, str] | None:
+        """``{run_id, task_id}`` of the ``run_pipeline:`` task that started this run, if any."""
+        return parent_of(self.run_key)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -52,7 +59,26 @@ class RunRecord:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
             "reason": self.reason,
+            "parent": self.parent,
         }
+
+
+_PARENT = "/parent:"
+
+
+def child_run_key(pipeline: str, parent_run: str, task_id: str, attempt: int) -> str:
+    """The run key of the run a ``run_pipeline:`` task attempt starts: the same attempt
+    never starts two runs, and the key names the parent (run ids and task ids hold no ``/``)."""
+    return f"{pipeline}{_PARENT}{parent_run}/{task_id}/{attempt}"
+
+
+def parent_of(run_key: str) -> dict[str, str] | None:
+    """The parent named in a child run's key (see :func:`child_run_key`), else ``None``."""
+    _, sep, rest = run_key.partition(_PARENT)
+    parts = rest.split("/")
+    if not sep or len(parts) != 3:
+        return None
+    return {"run_id": parts[0], "task_id": parts[1]}
 
 
 @dataclass

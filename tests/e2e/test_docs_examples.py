@@ -53,6 +53,10 @@ SAMPLE_CSV = Path("sample") / "orders-sample.csv"
 # How each example pipeline is run: (pipeline, params, text the run must print).
 # "{sample}" becomes the path of the sample CSV in the test's copy of the example.
 EXAMPLE_RUNS: dict[str, list[tuple[str, dict[str, str], str]]] = {
+    "sub_pipelines": [
+        ("load_day", {"day": "2026-11-05"}, 'task load succeeded output="loaded 2026-11-05"'),
+        ("load_month", {}, 'task report succeeded output="loaded 2026-11-01 in run '),
+    ],
     "control_flow": [
         (
             "orders_by_region",
