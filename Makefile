@@ -14,7 +14,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,notebook]'
+	touch $@
+
+# dbt in a virtualenv of its own, run by dbt: tasks as a program (tests use .venv/dbt/bin/dbt):
+# dbt-core 1.10 pins pathspec<0.13, which the dev tools cannot share.
+$(VENV)/dbt/.installed:
+	$(PYTHON) -m venv $(VENV)/dbt
+	$(VENV)/dbt/bin/pip install --disable-pip-version-check -q \
+		"dbt-core>=1.10,<1.11" "dbt-postgres>=1.9,<1.10"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -30,7 +38,7 @@ typecheck: $(VENV)/.dev-installed
 unit: $(VENV)/.dev-installed
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck $(VENV)/.dev-installed
+test: lint typecheck $(VENV)/.dev-installed $(VENV)/dbt/.installed
 	$(BIN)/pytest -q
 	$(MAKE) demo DEMO_ONCE=1 PORT=0
 

@@ -10,13 +10,17 @@ __all__ = ["register"]
 def register(registry: Registry) -> None:
     """Entry point ``reactor.connectors``: add the built-in kinds to ``registry``."""
     from connectors import (
+        check_task,
+        dbt,
         files,
         http_task,
         kafka,
         kafka_task,
+        notebook,
         python,
         schedule,
         shell,
+        spark,
         sql,
         table,
         webhooks,
@@ -34,3 +38,7 @@ def register(registry: Registry) -> None:
     registry.add_task(TaskKind("kafka", kafka_task.KafkaTaskSpec, kafka_task.KafkaAction))
     registry.add_task(TaskKind("http", http_task.HttpTaskSpec, http_task.HttpAction))
     registry.add_task(TaskKind("sql", sql.SqlTaskSpec, sql.SqlAction))
+    registry.add_task(TaskKind("notebook", notebook.NotebookTaskSpec, notebook.NotebookAction))
+    registry.add_task(TaskKind("spark", spark.SparkTaskSpec, spark.SparkAction))
+    registry.add_task(TaskKind("check", check_task.CheckTaskSpec, check_task.CheckAction))
+    registry.add_task(TaskKind("dbt", dbt.DbtTaskSpec, dbt.DbtAction))

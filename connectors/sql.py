@@ -268,9 +268,13 @@ class SqlAction:
     that returns none, ``{"row_count": N}``, the rows it changed.
     """
 
-    def __init__(self, spec: SqlTaskSpec, base_dir: Path) -> None:
+    def __init__(
+        self, spec: SqlTaskSpec, base_dir: Path, *, value: Callable[[Any], Any] = json_value
+    ) -> None:
         self.spec = spec
         self.base_dir = base_dir
+        #: How a column value goes into the output (a check keeps numbers as they are).
+        self.value = value
         try:
             self.args = CompiledValue(spec.args)
         except ExpressionError as exc:
@@ -395,7 +399,7 @@ class SqlAction:
         async for record in statement.cursor(*values, prefetch=min(self.spec.max_rows, 1000)):
             count += 1
             if count <= self.spec.max_rows:
-                rows.append({key: json_value(value) for key, value in record.items()})
+                rows.append({key: self.value(value) for key, value in record.items()})
         return _result(rows, count)
 
     async def _sqlite(
@@ -404,6 +408,7 @@ class SqlAction:
         path = Path(url.removeprefix("sqlite:///"))
         path = path if path.is_absolute() else self.base_dir / path
         max_rows = self.spec.max_rows
+        convert = self.value
 
         def run() -> dict[str, Any]:
             try:
@@ -421,9 +426,7 @@ class SqlAction:
                     for row in cursor:
                         count += 1
                         if count <= max_rows:
-                            rows.append(
-                                {c: json_value(v) for c, v in zip(columns, row, strict=True)}
-                            )
+                            rows.append({c: convert(v) for c, v in zip(columns, row, strict=True)})
                     return _result(rows, count)
             except sqlite3.Error as exc:
                 raise ActionError(f"SQLite {path}: {exc}: {text.strip()}") from exc

@@ -661,23 +661,25 @@ def _check_connections(result: FolderLoad, folder: Path) -> None:
     known = ", ".join(sorted(connections.values)) or "none"
     bad: set[str] = set()
     for name, pipeline in result.pipelines.items():
-        wanted: list[tuple[str, Callable[[str, str], SpecProblem]]] = [
-            (ref, trigger.problem)
+        # (the reference, the problem at its place given a message)
+        wanted: list[tuple[str, Callable[[str], SpecProblem]]] = [
+            (ref, partial(trigger.problem, "connection"))
             for trigger in pipeline.triggers
             if isinstance(ref := getattr(trigger.spec, "connection", None), str)
         ]
-        wanted += [
-            (ref, partial(_task_problem, pipeline, folder, task.id))
-            for task in pipeline.tasks.values()
-            if isinstance(ref := getattr(task.spec, "connection", None), str)
-        ]
+        for task in pipeline.tasks.values():
+            for where, one in (((), task), (("task",), task.inner)):
+                ref = getattr(one.spec, "connection", None) if one is not None else None
+                if one is not None and isinstance(ref, str):
+                    loc = (*where, *one.spec.connection_loc)
+                    wanted.append((ref, partial(_task_problem, pipeline, folder, task.id, loc)))
         for ref, problem in wanted:
             if not connections.knows(ref):
                 message = (
                     f"unknown connection {ref!r}: write a URL (scheme://...) or a name under"
                     f" connections: in {SETTINGS_FILE} (names: {known})"
                 )
-                result.problems.append(problem("connection", message))
+                result.problems.append(problem(message))
                 bad.add(name)
     for name in bad:
         result.broken.add(result.pipelines.pop(name).path)

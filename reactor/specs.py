@@ -409,6 +409,8 @@ class TaskSpec(Spec):
 
     #: The key that names this task type in a file.
     type_key: ClassVar[str] = ""
+    #: Where a task type that has a ``connection`` property writes it (for messages).
+    connection_loc: ClassVar[tuple[str, ...]] = ("connection",)
 
     @field_validator("retries", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from reactor.api.fast import Answer, BodyReader, IngressPath, answer_event, answer_hook
+from reactor.checks import check_outcome
 from reactor.durations import parse_duration
 from reactor.errors import AdmissionError, StoreError
 from reactor.explain import explain_event, explain_pipeline
@@ -223,6 +224,27 @@ def create_app(reactor: Reactor) -> FastAPI:
         lines = await reactor.store.logs(run_id, after=after, limit=limit)
         next_after = lines[-1].seq if lines else after
         return JSONResponse({"lines": [x.to_json() for x in lines], "next": next_after})
+
+    @app.get("/api/runs/{run_id}/checks")
+    async def checks(run_id: str) -> Response:
+        if await reactor.store.get_run(run_id) is None:
+            return _error(404, f"no run {run_id!r}")
+        tasks = await reactor.store.task_runs(run_id)
+        return JSONResponse(
+            [
+                {
+                    "task_id": t.task_id,
+                    **{
+                        k: t.output.get(k)
+                        for k in ("outcome", "passed", "severity", "observed", "expectation")
+                    },
+                    "message": t.output.get("message"),
+                    "ended_at": t.ended_at.isoformat() if t.ended_at else None,
+                }
+                for t in tasks
+                if check_outcome(t.output) is not None
+            ]
+        )
 
     # Explanations: why an event fired or not, why a pipeline ran or not (reactor/explain.py).
     @app.get("/api/events/{event_id}/explain")

@@ -934,3 +934,24 @@ def test_a_broken_reactor_yaml_is_reported_without_unknown_pool_noise(tmp_path: 
     assert [str(p) for p in result.problems] == [
         "pipelines/reactor.yaml:2: pools.warehouse: Input should be greater than or equal to 1"
     ]
+
+
+def test_an_unknown_connection_of_a_loops_task_is_refused_at_its_line(tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    write(
+        folder,
+        "p.yaml",
+        """
+        name: p
+        tasks:
+          - id: each
+            for_each: [1, 2]
+            task:
+              sql: "select 1"
+              connection: warehose
+        """,
+    )
+    assert [str(p) for p in load_folder(folder).problems] == [
+        "pipelines/p.yaml:7: tasks[0].task.connection: unknown connection 'warehose': write a"
+        " URL (scheme://...) or a name under connections: in reactor.yaml (names: none)"
+    ]

@@ -1,0 +1,2 @@
+{{ config(tags=["broken"]) }}
+select * from shop.missing_table

@@ -1,0 +1,2 @@
+{{ config(tags=["daily"]) }}
+select id, customer, amount from {{ source("shop", "orders") }}
