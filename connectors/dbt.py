@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 from collections import Counter, deque
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -299,8 +300,15 @@ class DbtAction:
             process = await start_group(command, cwd=self.project_dir, env=env)
         except OSError as exc:
             raise ActionError(f"cannot start {command[0]}: {exc.strerror}") from exc
+        # SIGINT is how dbt is told to stop: it cancels the queries it has running on the
+        # warehouse before it exits (SIGTERM would leave them to finish there).
         return await supervise(
-            process, request, grace=self.spec.kill_grace, stdout=stdout, stderr=stderr
+            process,
+            request,
+            grace=self.spec.kill_grace,
+            stdout=stdout,
+            stderr=stderr,
+            stop_signal=signal.SIGINT,
         )
 
 

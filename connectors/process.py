@@ -82,9 +82,9 @@ async def _feed(stream: ByteSendStream | None, data: bytes) -> None:
         await stream.aclose()
 
 
-async def stop_group(process: Process, grace: float) -> None:
-    """SIGTERM to the group, SIGKILL after ``grace`` seconds, and reap the leader."""
-    kill_group(process.pid, signal.SIGTERM)
+async def stop_group(process: Process, grace: float, first: int = signal.SIGTERM) -> None:
+    """``first`` (SIGTERM) to the group, SIGKILL after ``grace`` seconds, and reap the leader."""
+    kill_group(process.pid, first)
     with anyio.move_on_after(grace):
         await process.wait()
     # Also when the leader went quickly: a child that ignores SIGTERM must not outlive it.
@@ -100,12 +100,14 @@ async def supervise(
     stdout: deque[str],
     stderr: deque[str],
     stdin: bytes | None = None,
+    stop_signal: int = signal.SIGTERM,
 ) -> int:
     """Run a started group to its end and return the leader's exit code.
 
     Reports the pid, sends ``stdin``, logs both streams line by line (kept in
     ``stdout``/``stderr``), and kills what is left of the group once the leader
-    exits. Cancelled, it stops the whole group (see :func:`stop_group`) and re-raises.
+    exits. Cancelled, it stops the whole group (see :func:`stop_group`, asked first with
+    ``stop_signal``) and re-raises.
     """
     try:
         if request.report_process is not None:
@@ -120,6 +122,6 @@ async def supervise(
             kill_group(process.pid)
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await stop_group(process, grace)
+            await stop_group(process, grace, stop_signal)
         raise
     return code
