@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,7 +26,7 @@ from reactor.expressions import CompiledValue, Template
 from reactor.recovery import RUN_ID_VARIABLE
 from reactor.specs import TaskSpec
 
-__all__ = ["ShellAction", "ShellTaskSpec", "kill_group"]
+__all__ = ["ShellAction", "ShellTaskSpec", "command_output", "kill_group"]
 
 #: The largest ``$REACTOR_OUTPUT`` file read; the executor's ``max_output`` applies after.
 _OUTPUT_FILE_LIMIT = 16 << 20
@@ -115,29 +115,7 @@ class ShellAction:
             extra = {k: _env_text(v) for k, v in self.env.render(request.scope).items()}
         except ExpressionError as exc:
             raise ActionError(f"cannot render command: {exc}") from exc
-        try:
-            fd, name = tempfile.mkstemp(prefix="reactor-output-", suffix=".json")
-        except OSError as exc:
-            raise ActionError(
-                f"cannot create the ${_OUTPUT_VARIABLE} file in {tempfile.gettempdir()}:"
-                f" {exc.strerror}"
-            ) from exc
-        os.close(fd)
-        try:
-            env = {
-                **os.environ,
-                **extra,
-                RUN_ID_VARIABLE: request.run_id,
-                "REACTOR_TASK_ID": request.task_id,
-                _OUTPUT_VARIABLE: name,
-            }
-            stdout = await self._run(command, env, request)
-            wrote, output = await anyio.to_thread.run_sync(_read_output_file, Path(name))
-        finally:
-            # Shielded: a cancelled or timed-out task must not leave its file behind.
-            with anyio.CancelScope(shield=True):
-                await anyio.Path(name).unlink(missing_ok=True)
-        return output if wrote else _last_line(stdout)
+        return await command_output(request, extra, lambda env: self._run(command, env, request))
 
     async def _run(self, command: str, env: dict[str, str], request: TaskRequest) -> deque[str]:
         """Runs the command to exit code 0 and returns its stdout lines; else ActionError."""
@@ -190,6 +168,41 @@ def _read_output_file(path: Path) -> tuple[bool, Any]:
         raise ActionError(
             f"${_OUTPUT_VARIABLE} is not valid JSON: {exc} (first {_SNIPPET} chars: {snippet!r})"
         ) from exc
+
+
+async def command_output(
+    request: TaskRequest,
+    extra: Mapping[str, str],
+    run: Callable[[dict[str, str]], Awaitable[Iterable[str]]],
+) -> Any:
+    """Run a command (``run(env)`` returns its stdout lines) with ``$REACTOR_OUTPUT`` naming
+    a fresh file, and return its output: the JSON written there, else the last stdout line.
+
+    ``env`` is the service's environment, ``extra``, and the run's ids (which ``extra``
+    cannot override). The file is removed in every case.
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix="reactor-output-", suffix=".json")
+    except OSError as exc:
+        raise ActionError(
+            f"cannot create the ${_OUTPUT_VARIABLE} file in {tempfile.gettempdir()}: {exc.strerror}"
+        ) from exc
+    os.close(fd)
+    try:
+        env = {
+            **os.environ,
+            **extra,
+            RUN_ID_VARIABLE: request.run_id,
+            "REACTOR_TASK_ID": request.task_id,
+            _OUTPUT_VARIABLE: name,
+        }
+        stdout = await run(env)
+        wrote, output = await anyio.to_thread.run_sync(_read_output_file, Path(name))
+    finally:
+        # Shielded: a cancelled or timed-out task must not leave its file behind.
+        with anyio.CancelScope(shield=True):
+            await anyio.Path(name).unlink(missing_ok=True)
+    return output if wrote else _last_line(stdout)
 
 
 def _last_line(lines: Iterable[str]) -> str | None:

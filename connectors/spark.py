@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,17 +21,15 @@ from pydantic import Field, field_validator, model_validator
 from connectors.process import exit_reason, start_group, supervise
 
 # The same output rules as shell: tasks, so a job moved between the two keeps its output.
-from connectors.shell import _last_line, _read_output_file
+from connectors.shell import command_output
 from reactor.actions import TaskRequest
 from reactor.durations import Duration
 from reactor.errors import ActionError, ExpressionError
 from reactor.expressions import CompiledValue
-from reactor.recovery import RUN_ID_VARIABLE
 from reactor.specs import Spec, TaskSpec
 
 __all__ = ["SparkAction", "SparkJobSpec", "SparkTaskSpec", "spark_command"]
 
-_OUTPUT_VARIABLE = "REACTOR_OUTPUT"
 _TAIL_LINES = 5
 NOT_FOUND = "spark-submit not found: install Spark or set spark_submit: / SPARK_HOME"
 
@@ -201,28 +198,7 @@ class SparkAction:
             conf=conf,
             args=args,
         )
-        try:
-            fd, name = tempfile.mkstemp(prefix="reactor-output-", suffix=".json")
-        except OSError as exc:
-            raise ActionError(
-                f"cannot create the ${_OUTPUT_VARIABLE} file in {tempfile.gettempdir()}:"
-                f" {exc.strerror}"
-            ) from exc
-        os.close(fd)
-        try:
-            env = {
-                **os.environ,
-                RUN_ID_VARIABLE: request.run_id,
-                "REACTOR_TASK_ID": request.task_id,
-                _OUTPUT_VARIABLE: name,
-            }
-            stdout = await self._run(command, env, request)
-            wrote, output = await anyio.to_thread.run_sync(_read_output_file, Path(name))
-        finally:
-            # Shielded: a cancelled or timed-out task must not leave its file behind.
-            with anyio.CancelScope(shield=True):
-                await anyio.Path(name).unlink(missing_ok=True)
-        return output if wrote else _last_line(stdout)
+        return await command_output(request, {}, lambda env: self._run(command, env, request))
 
     async def _run(
         self, command: list[str], env: dict[str, str], request: TaskRequest
