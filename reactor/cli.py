@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
 import importlib.util
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -466,6 +468,38 @@ def runs(
             item["ended_at"] or "",
         )
     console.print(table)
+
+
+def _actor() -> str:
+    """Who runs this command, as operator actions record it: ``cli:USER@HOST``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="The run to cancel.")],
+    task: Annotated[
+        str | None, typer.Option(help="Cancel only this running task; the run goes on.")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Cancel a run (its running tasks are stopped, processes killed) or one of its tasks."""
+    from reactor.client import Client
+
+    try:
+        with Client(url) as client:
+            answer = client.cancel(run_id, task=task, actor=_actor())
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    if task is not None:
+        console.print(f"cancelling task {task} of run {run_id}")
+        return
+    reason = f" ({answer['reason']})" if answer.get("reason") else ""
+    console.print(f"run {run_id} {answer['pipeline']} {answer['status']}{escape(reason)}")
 
 
 _SENSOR_STYLE = {"starting": "dim", "watching": "green", "failing": "red", "stopped": "dim"}

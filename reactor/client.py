@@ -145,6 +145,17 @@ def _runs(pipeline: str | None, limit: int) -> _Operation[list[dict[str, Any]]]:
     return runs
 
 
+def _cancel(run_id: str, task: str | None, actor: str | None) -> _Operation[dict[str, Any]]:
+    path = f"/api/runs/{quote(run_id, safe='')}"
+    if task is not None:
+        path += f"/tasks/{quote(task, safe='')}"
+    headers = {"x-actor": actor} if actor else {}
+    answer: dict[str, Any] = yield from _call(
+        _Request("POST", f"{path}/cancel", ok=(200, 202), headers=headers)
+    )
+    return answer
+
+
 def _get_run(run_id: str) -> _Operation[dict[str, Any]]:
     run: dict[str, Any] = yield from _call(_Request("GET", f"/api/runs/{quote(run_id, safe='')}"))
     return run
@@ -288,6 +299,13 @@ class Client(_Base):
         """One run with its tasks."""
         return self._drive(_get_run(run_id))
 
+    def cancel(
+        self, run_id: str, *, task: str | None = None, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Cancel a run (answers the run once it ended) or one of its running tasks
+        (answers ``{run_id, task_id, cancelling}``); ``actor`` is recorded as who asked."""
+        return self._drive(_cancel(run_id, task, actor))
+
     def wait_run(
         self, run_id: str, *, timeout: float = 60.0, interval: float = 0.2
     ) -> dict[str, Any]:
@@ -391,6 +409,12 @@ class AsyncClient(_Base):
     async def get_run(self, run_id: str) -> dict[str, Any]:
         """One run with its tasks."""
         return await self._drive(_get_run(run_id))
+
+    async def cancel(
+        self, run_id: str, *, task: str | None = None, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Cancel a run or one of its running tasks (see :meth:`Client.cancel`)."""
+        return await self._drive(_cancel(run_id, task, actor))
 
     async def wait_run(
         self,

@@ -164,6 +164,9 @@ class RunExecutor:
         self._timed_out = False
         #: The iteration records of each for_each task that has started.
         self._loops: dict[str, list[TaskRecord]] = {}
+        #: Tasks running now, to cancel one alone; and why those cancelled were.
+        self._task_scopes: dict[str, anyio.CancelScope] = {}
+        self._task_cancelled: dict[str, str] = {}
         self.cancel_scope = anyio.CancelScope()
         self._logs = _Logs(run.id, clock)
         self._cancel_reason: str | None = None
@@ -329,13 +332,33 @@ class RunExecutor:
 
     async def _run_task(self, task: Task, done: Any) -> None:
         record = self.records[task.id]
+        scope = self._task_scopes[task.id] = anyio.CancelScope()
         try:
-            if task.inner is not None:
-                await self._loop(task, task.inner, record)
-            else:
-                await self._attempts(task, record)
+            with scope:
+                if task.inner is not None:
+                    await self._loop(task, task.inner, record)
+                else:
+                    await self._attempts(task, record)
+            if scope.cancelled_caught:
+                why = self._task_cancelled[task.id]
+                unfinished = [record, *self._loops.get(task.id, ())]
+                self._write(*self._cut_off(unfinished, "cancelled", why))
+                record.error = why
+                self._task_changed(record, why)
         finally:
+            del self._task_scopes[task.id]
             done.send_nowait(task.id)
+
+    def cancel_task(self, task_id: str, reason: str) -> bool:
+        """Cancel one task that is running or waiting (for a pool, a slot or its next
+        attempt); the run goes on, its dependants decided as after any failure.
+        ``False`` if the task is not running now."""
+        scope = self._task_scopes.get(task_id)
+        if scope is None:
+            return False
+        self._task_cancelled.setdefault(task_id, reason)
+        scope.cancel()
+        return True
 
     # Attempts
 
@@ -643,6 +666,10 @@ class RunExecutor:
             status, reason = "cancelled", self._cancel_reason or "cancelled"
         elif run_status(statuses) == "succeeded":
             status, reason = "succeeded", None
+        elif self._task_cancelled and not {"failed", "timed_out"} & set(statuses):
+            # Nothing failed: an operator stopped part of the run.
+            status = "cancelled"
+            reason = "; ".join(f"task {t} {why}" for t, why in self._task_cancelled.items())
         else:
             failed = [
                 r.task_id for r in self.records.values() if r.status in ("failed", "timed_out")

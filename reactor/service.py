@@ -1136,11 +1136,47 @@ class Reactor:
         return run, _outputs(await self.store.task_runs(run_id))
 
     async def cancel_child(self, run_id: str, reason: str) -> None:
-        """Cancel a run that is running or still queued here (its parent stopped waiting)."""
+        await self._cancel(run_id, reason)
+
+    # Operators' actions: each records who asked (``actor``) in the run's reason and log.
+
+    async def cancel_run(self, run_id: str, *, actor: str) -> RunRecord:
+        """Cancel a queued or running run and return it once it has ended.
+
+        Raises :class:`AdmissionError` for an unknown or finished run.
+        """
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise AdmissionError(f"no run {run_id!r}")
+        if run.status in FINAL_RUN_STATES:
+            raise AdmissionError(f"run {run_id} has ended already ({run.status})")
+        reason = f"cancelled by {actor}"
+        if not await self._cancel(run_id, reason) and run.status == "queued":
+            # Queued in the store but not here (left by a stopped process): nothing runs it.
+            run.status, run.reason, run.ended_at = "cancelled", reason, self.clock.now()
+            await self.store.set_run_status(run.id, "cancelled", at=run.ended_at, reason=reason)
+            return run
+        return await self.wait_run(run_id)
+
+    def cancel_task(self, run_id: str, task_id: str, *, actor: str) -> None:
+        """Cancel one running (or waiting) task of a run this process runs; the rest of the
+        run goes on. Raises :class:`AdmissionError` when there is no such task running."""
+        executor = self._runs.get(run_id)
+        if executor is None:
+            raise AdmissionError(f"run {run_id} is not running here")
+        if task_id not in executor.records:
+            known = ", ".join(executor.records)
+            raise AdmissionError(f"run {run_id} has no task {task_id!r} (tasks: {known})")
+        if not executor.cancel_task(task_id, f"cancelled by {actor}"):
+            status = executor.records[task_id].status
+            raise AdmissionError(f"task {task_id} of run {run_id} is not running ({status})")
+
+    async def _cancel(self, run_id: str, reason: str) -> bool:
+        """Cancel a run running or queued here; ``False`` if this process has no such run."""
         executor = self._runs.get(run_id)
         if executor is not None:
             executor.cancel(reason)
-            return
+            return True
         for queue in self._queued.values():
             for item in list(queue):
                 run = item[0]
@@ -1155,7 +1191,8 @@ class Reactor:
                 done = self._run_done.pop(run.id, None)
                 if done is not None:
                     done.set()
-                return
+                return True
+        return False
 
     async def wait_run(self, run_id: str) -> RunRecord:
         """Wait until the run reaches a final state and return it."""

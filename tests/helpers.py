@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 
+from reactor.recovery import RUN_ID_VARIABLE
 from reactor.store import RunRecord, TaskRecord
 from reactor.store.records import FINAL_RUN_STATES
 
@@ -68,3 +70,20 @@ class Recorder:
                 f" changes: {self.changes}"
             ) from None
         return self.finished()
+
+
+def processes_of(run_id: str) -> list[int]:
+    """Live processes with this run's id in their environment (as crash recovery finds them)."""
+    marker = f"{RUN_ID_VARIABLE}={run_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker in environ and state != "Z":
+            found.append(int(entry.name))
+    return found

@@ -246,6 +246,27 @@ def create_app(reactor: Reactor) -> FastAPI:
             ]
         )
 
+    @app.post("/api/runs/{run_id}/cancel")
+    async def cancel_run(run_id: str, request: Request) -> Response:
+        actor = request.headers.get("x-actor", "api")
+        try:
+            run = await reactor.cancel_run(run_id, actor=actor)
+        except AdmissionError as exc:
+            return _error(404 if await reactor.store.get_run(run_id) is None else 409, str(exc))
+        return JSONResponse(run.to_json())
+
+    @app.post("/api/runs/{run_id}/tasks/{task_id}/cancel", status_code=202)
+    async def cancel_task(run_id: str, task_id: str, request: Request) -> Response:
+        actor = request.headers.get("x-actor", "api")
+        if await reactor.store.get_run(run_id) is None:
+            return _error(404, f"no run {run_id!r}")
+        try:
+            reactor.cancel_task(run_id, task_id, actor=actor)
+        except AdmissionError as exc:
+            return _error(409, str(exc))
+        body = {"run_id": run_id, "task_id": task_id, "cancelling": True}
+        return JSONResponse(body, status_code=202)
+
     # Explanations: why an event fired or not, why a pipeline ran or not (reactor/explain.py).
     @app.get("/api/events/{event_id}/explain")
     async def explain_event_route(event_id: str, source: str | None = None) -> Response:

@@ -8,16 +8,14 @@ from __future__ import annotations
 import itertools
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from helpers import wait_for
+from helpers import processes_of, wait_for
 
 from reactor.clock import FakeClock
 from reactor.pipelines import load_folder
-from reactor.recovery import RUN_ID_VARIABLE
 from reactor.store import RunRecord, Store, TaskRecord
 
 from .support import pump
@@ -162,23 +160,6 @@ async def system_log(store: Store, run_id: str, task_id: str | None = None) -> l
     return [
         x.line for x in lines if x.stream == "system" and (task_id is None or x.task_id == task_id)
     ]
-
-
-def processes_of(run_id: str) -> list[int]:
-    """Live processes with this run's id in their environment (as crash recovery finds them)."""
-    marker = f"{RUN_ID_VARIABLE}={run_id}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if marker in environ and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 # 1. Retries

@@ -195,8 +195,7 @@ async def test_cancelling_the_parent_cancels_the_child_it_waits_for(
         run = await reactor.run_now("month")
         await wait_for(lambda: started(mod, "forever"), message="the child's task to start")
         [child] = await store.list_runs(pipeline="slow", limit=10, before=None)
-        reactor._runs[run.id].cancel("stopped by the test")
-        finished = await reactor.wait_run(run.id)
+        finished = await reactor.cancel_run(run.id, actor="the test")
         stopped = await reactor.wait_run(child.id)
     assert finished.status == "cancelled"
     assert stopped.status == "cancelled"
