@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,10 +21,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
+from reactor.backfill import RUN_STATES
 from reactor.config import SETTINGS_FILE, Config, load_config
 from reactor.errors import ReactorError, SpecErrorGroup
 from reactor.explain import NOT_CANDIDATE
-from reactor.params import parse_cli_value
+from reactor.params import ParamSpec, parse_cli_value
 from reactor.pipelines import load_folder, open_hooks
 from reactor.service import Reactor, Settings
 from reactor.store import RunRecord, TaskRecord, open_store
@@ -500,6 +502,238 @@ def cancel(
         return
     reason = f" ({answer['reason']})" if answer.get("reason") else ""
     console.print(f"run {run_id} {answer['pipeline']} {answer['status']}{escape(reason)}")
+
+
+def _cli_params(param: list[str] | None) -> dict[str, Any]:
+    """``-p key=value`` pairs; JSON lists and objects are sent as such, the rest as text
+    (the service turns it into the declared type)."""
+    params: dict[str, Any] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _fail(f"-p {item!r}: write key=value")
+        parsed = parse_cli_value(ParamSpec(type="object"), value)
+        params[key] = parsed if isinstance(parsed, list | dict) else value
+    return params
+
+
+def _backfill_counts(found: dict[str, Any]) -> str:
+    counts = found["counts"]
+    return ", ".join(f"{state} {counts[state]}" for state in RUN_STATES if counts.get(state))
+
+
+def _backfill_done(found: dict[str, Any]) -> int:
+    counts = found["counts"]
+    return sum(counts.get(state, 0) for state in FINAL_RUN_STATES)
+
+
+def _follow_backfill(client: Any, found: dict[str, Any], interval: float) -> dict[str, Any]:
+    """Poll the backfill until it ended: a progress bar on a terminal, else a line per
+    change of its counts."""
+    ident = found["id"]
+    if console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, TextColumn("{task.fields[counts]}"), console=console) as bar:
+            task = bar.add_task(
+                f"backfill {found['pipeline']}",
+                total=found["total"],
+                counts=_backfill_counts(found),
+            )
+            while True:
+                bar.update(task, completed=_backfill_done(found), counts=_backfill_counts(found))
+                if found["status"] != "running":
+                    return found
+                time.sleep(interval)
+                found = client.get_backfill(ident)
+    shown = ""
+    while True:
+        line = f"{_backfill_done(found)}/{found['total']} done ({_backfill_counts(found)})"
+        if line != shown:
+            console.print(f"backfill {ident}: {line}", markup=False)
+            shown = line
+        if found["status"] != "running":
+            return found
+        time.sleep(interval)
+        found = client.get_backfill(ident)
+
+
+@app.command()
+def backfill(
+    pipeline: Annotated[str, typer.Argument(help="The pipeline to backfill.")],
+    start: Annotated[
+        str, typer.Option("--from", help="First logical time (included): 2026-01-01 or ISO 8601.")
+    ],
+    end: Annotated[str, typer.Option("--to", help="End of the range (not included).")],
+    step: Annotated[
+        str | None,
+        typer.Option(help="One run every STEP (1d, 6h) instead of the schedule's ticks."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=1000, help="At most this many of its runs at once.")
+    ] = 4,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="key=value (JSON for lists)")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Follow it until it ends (the default).")
+    ] = True,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Run a pipeline once per logical time of a past range, as its schedule would have
+    (`logical.*` and the schedule trigger's params alike). Asking again for the same
+    backfill shows it and starts nothing. Exit 0 only if every run succeeded."""
+    from reactor.client import Client
+
+    params = _cli_params(param)
+    try:
+        with Client(url) as client:
+            found = client.backfill(
+                pipeline,
+                start,
+                end,
+                step=step,
+                params=params,
+                concurrency=concurrency,
+                actor=_actor(),
+            )
+            ident = found["id"]
+            console.print(
+                f"backfill {ident} of {found['pipeline']}: {found['total']} run(s),"
+                f" {found['concurrency']} at a time ({found['status']})",
+                markup=False,
+            )
+            if not wait:
+                return
+            try:
+                found = _follow_backfill(client, found, 0.5)
+            except KeyboardInterrupt:
+                err.print(
+                    f"stopped following; backfill {ident} goes on"
+                    f" (reactor backfill-cancel {ident} cancels it)",
+                    markup=False,
+                )
+                raise typer.Exit(130) from None
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    reason = f" ({found['reason']})" if found.get("reason") else ""
+    console.print(f"backfill {ident} {found['status']}{reason}", markup=False)
+    if found["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+@app.command("backfill-cancel")
+def backfill_cancel(
+    backfill_id: Annotated[str, typer.Argument(help="The backfill to cancel (its id).")],
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Cancel a backfill: it starts no more runs and its queued and running runs are
+    cancelled."""
+    from reactor.client import Client
+
+    try:
+        with Client(url) as client:
+            found = client.cancel_backfill(backfill_id, actor=_actor())
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"backfill {backfill_id} cancelled ({_backfill_counts(found)})", markup=False)
+
+
+@app.command()
+def backfills(
+    status: Annotated[
+        str | None, typer.Option(help="Only these: running, succeeded, failed, cancelled.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """List backfills of a running service, newest first, with their runs per state."""
+    from reactor.client import Client
+
+    try:
+        with Client(url) as client:
+            found = client.backfills(status=status)
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
+    table = Table(
+        Column("backfill", no_wrap=True, min_width=32), "pipeline", "from", "to", "status", "runs"
+    )
+    for item in found:
+        style = _STATUS_STYLE.get(item["status"], "")
+        table.add_row(
+            item["id"],
+            item["pipeline"],
+            item["from"],
+            item["to"],
+            f"[{style}]{item['status']}[/{style}]",
+            f"{_backfill_done(item)}/{item['total']} done ({_backfill_counts(item)})",
+        )
+    console.print(table)
+
+
+TriggerOption = Annotated[
+    str | None, typer.Option("--trigger", help="Only this trigger of the pipeline (its id).")
+]
+
+
+@app.command()
+def pause(
+    pipeline: Annotated[str, typer.Argument(help="The pipeline to pause.")],
+    trigger: TriggerOption = None,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Pause a pipeline or one trigger: events are still recorded (explained as paused) but
+    start no run until `reactor resume`. Manual runs still work."""
+    from reactor.client import Client
+
+    try:
+        with Client(url) as client:
+            answer = client.pause(pipeline, trigger=trigger, actor=_actor())
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{escape(answer['key'])} paused by {escape(answer['actor'])}")
+
+
+@app.command()
+def resume(
+    pipeline: Annotated[str, typer.Argument(help="The pipeline to resume.")],
+    trigger: TriggerOption = None,
+    replay: Annotated[
+        bool,
+        typer.Option("--replay", help="Decide again the events received while paused."),
+    ] = False,
+    drop: Annotated[
+        bool,
+        typer.Option("--drop", help="Leave the events received while paused as paused."),
+    ] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Resume a paused pipeline or trigger; --replay or --drop says what happens to the
+    events received while it was paused (needed only when there are some)."""
+    from reactor.client import Client
+
+    if replay and drop:
+        raise _fail("--replay and --drop exclude each other: choose one")
+    choice = True if replay else False if drop else None
+    try:
+        with Client(url) as client:
+            answer = client.resume(pipeline, trigger=trigger, replay=choice, actor=_actor())
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    key = escape(answer["key"])
+    if answer["replayed"]:
+        runs = ", ".join(answer["run_ids"]) or "none"
+        console.print(
+            f"{key} resumed: {answer['replayed']} event(s) replayed, runs started: {runs}"
+        )
+    elif answer["dropped"]:
+        console.print(f"{key} resumed: {answer['dropped']} event(s) dropped")
+    else:
+        console.print(f"{key} resumed: no event was received while paused")
 
 
 _SENSOR_STYLE = {"starting": "dim", "watching": "green", "failing": "red", "stopped": "dim"}

@@ -156,6 +156,75 @@ def _cancel(run_id: str, task: str | None, actor: str | None) -> _Operation[dict
     return answer
 
 
+def _pause(
+    pipeline: str, trigger: str | None, replay: bool | None, actor: str | None, *, resume: bool
+) -> _Operation[dict[str, Any]]:
+    body: dict[str, Any] = {"trigger": trigger} if trigger is not None else {}
+    if resume:
+        body["replay"] = replay
+    path = f"/api/pipelines/{quote(pipeline, safe='')}/{'resume' if resume else 'pause'}"
+    headers = {"content-type": "application/json"} | ({"x-actor": actor} if actor else {})
+    answer: dict[str, Any] = yield from _call(
+        _Request(
+            "POST",
+            path,
+            ok=(200,) if resume else (201,),
+            content=json.dumps(body).encode(),
+            headers=headers,
+        )
+    )
+    return answer
+
+
+def _backfill(
+    pipeline: str,
+    start: datetime | str,
+    end: datetime | str,
+    step: str | float | None,
+    params: Mapping[str, Any] | None,
+    concurrency: int | None,
+    actor: str | None,
+) -> _Operation[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "pipeline": pipeline,
+        "from": start.isoformat() if isinstance(start, datetime) else start,
+        "to": end.isoformat() if isinstance(end, datetime) else end,
+    }
+    optional = {"step": step, "params": dict(params) if params else None}
+    body.update({k: v for k, v in optional.items() if v is not None})
+    if concurrency is not None:
+        body["concurrency"] = concurrency
+    try:
+        content = json.dumps(body, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise ClientError(f"the params are not JSON: {exc}") from exc
+    headers = {"content-type": "application/json"} | ({"x-actor": actor} if actor else {})
+    answer: dict[str, Any] = yield from _call(
+        _Request("POST", "/api/backfills", ok=(200, 201), content=content, headers=headers)
+    )
+    return answer
+
+
+def _backfills(status: str | None, limit: int) -> _Operation[list[dict[str, Any]]]:
+    query: dict[str, Any] = {"limit": limit} | ({"status": status} if status else {})
+    found: list[dict[str, Any]] = yield from _call(_Request("GET", "/api/backfills", params=query))
+    return found
+
+
+def _get_backfill(backfill_id: str) -> _Operation[dict[str, Any]]:
+    found: dict[str, Any] = yield from _call(
+        _Request("GET", f"/api/backfills/{quote(backfill_id, safe='')}")
+    )
+    return found
+
+
+def _cancel_backfill(backfill_id: str, actor: str | None) -> _Operation[dict[str, Any]]:
+    headers = {"x-actor": actor} if actor else {}
+    path = f"/api/backfills/{quote(backfill_id, safe='')}/cancel"
+    answer: dict[str, Any] = yield from _call(_Request("POST", path, headers=headers))
+    return answer
+
+
 def _get_run(run_id: str) -> _Operation[dict[str, Any]]:
     run: dict[str, Any] = yield from _call(_Request("GET", f"/api/runs/{quote(run_id, safe='')}"))
     return run
@@ -306,6 +375,56 @@ class Client(_Base):
         (answers ``{run_id, task_id, cancelling}``); ``actor`` is recorded as who asked."""
         return self._drive(_cancel(run_id, task, actor))
 
+    def pause(
+        self, pipeline: str, *, trigger: str | None = None, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Pause a pipeline (or its trigger ``trigger``): events are recorded as ``paused``
+        and start nothing until :meth:`resume`; answers ``{key, paused_at, actor}``."""
+        return self._drive(_pause(pipeline, trigger, None, actor, resume=False))
+
+    def resume(
+        self,
+        pipeline: str,
+        *,
+        replay: bool | None,
+        trigger: str | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Resume a paused pipeline (or trigger): ``replay`` true starts the runs the events
+        held while paused would have started, false drops them, ``None`` resumes only if
+        there are none. Answers ``{key, replayed, dropped, run_ids, ...}``."""
+        return self._drive(_pause(pipeline, trigger, replay, actor, resume=True))
+
+    def backfill(
+        self,
+        pipeline: str,
+        start: datetime | str,
+        end: datetime | str,
+        *,
+        step: str | float | None = None,
+        params: Mapping[str, Any] | None = None,
+        concurrency: int | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Start a backfill of ``pipeline``: one run per logical time in ``[start, end)``
+        (its schedule's ticks, or every ``step``: ``"1d"`` or seconds). The same backfill
+        again answers the existing one and starts nothing. Answers the backfill with its
+        ``counts`` per run state and its ``runs``."""
+        return self._drive(_backfill(pipeline, start, end, step, params, concurrency, actor))
+
+    def backfills(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Backfills, newest first, each with its ``counts`` per run state."""
+        return self._drive(_backfills(status, limit))
+
+    def get_backfill(self, backfill_id: str) -> dict[str, Any]:
+        """One backfill with its counts and runs."""
+        return self._drive(_get_backfill(backfill_id))
+
+    def cancel_backfill(self, backfill_id: str, *, actor: str | None = None) -> dict[str, Any]:
+        """Cancel a running backfill and its queued and running runs; answers it once
+        they ended."""
+        return self._drive(_cancel_backfill(backfill_id, actor))
+
     def wait_run(
         self, run_id: str, *, timeout: float = 60.0, interval: float = 0.2
     ) -> dict[str, Any]:
@@ -415,6 +534,53 @@ class AsyncClient(_Base):
     ) -> dict[str, Any]:
         """Cancel a run or one of its running tasks (see :meth:`Client.cancel`)."""
         return await self._drive(_cancel(run_id, task, actor))
+
+    async def pause(
+        self, pipeline: str, *, trigger: str | None = None, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Pause a pipeline or one of its triggers (see :meth:`Client.pause`)."""
+        return await self._drive(_pause(pipeline, trigger, None, actor, resume=False))
+
+    async def resume(
+        self,
+        pipeline: str,
+        *,
+        replay: bool | None,
+        trigger: str | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Resume a paused pipeline or trigger (see :meth:`Client.resume`)."""
+        return await self._drive(_pause(pipeline, trigger, replay, actor, resume=True))
+
+    async def backfill(
+        self,
+        pipeline: str,
+        start: datetime | str,
+        end: datetime | str,
+        *,
+        step: str | float | None = None,
+        params: Mapping[str, Any] | None = None,
+        concurrency: int | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Start a backfill (see :meth:`Client.backfill`)."""
+        return await self._drive(_backfill(pipeline, start, end, step, params, concurrency, actor))
+
+    async def backfills(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Backfills, newest first, each with its ``counts`` per run state."""
+        return await self._drive(_backfills(status, limit))
+
+    async def get_backfill(self, backfill_id: str) -> dict[str, Any]:
+        """One backfill with its counts and runs."""
+        return await self._drive(_get_backfill(backfill_id))
+
+    async def cancel_backfill(
+        self, backfill_id: str, *, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Cancel a running backfill (see :meth:`Client.cancel_backfill`)."""
+        return await self._drive(_cancel_backfill(backfill_id, actor))
 
     async def wait_run(
         self,

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
 from reactor.durations import Duration
 from reactor.errors import ConnectorError, SpecError, SpecErrorGroup, SpecProblem
+from reactor.retention import RetentionSpec
 from reactor.specs import NAME_PATTERN, Spec
 from reactor.yamlfile import load_yaml
 
@@ -129,6 +130,8 @@ class ConfigSpec(Spec):
     pools: Annotated[
         dict[PoolName, Annotated[int, Field(ge=1, le=100_000)]], BeforeValidator(_empty_section)
     ] = {}
+    #: What the background pass removes (runs, events); nothing without it.
+    retention: RetentionSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,9 @@ def load_config(folder: Path, *, display: str | None = None) -> Config:
             loc = tuple(part for part in error["loc"] if part != "[key]")
             message = str(error["msg"]).removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                section = ConfigSpec if len(loc) == 1 else LimitsSpec
+                section: type[Spec] = ConfigSpec if len(loc) == 1 else LimitsSpec
+                if len(loc) > 1 and loc[0] == "retention":
+                    section = RetentionSpec
                 message = f"unknown setting; {'.'.join(map(str, loc[:-1])) or SETTINGS_FILE}"
                 message += f" takes {', '.join(section.model_fields)}"
             problems.append(doc.problem(loc, message))

@@ -23,6 +23,7 @@ from reactor.expressions import CompiledValue, Expression, compile_expression, t
 from reactor.grouping import Grouping, compile_grouping
 from reactor.params import ParamSpec
 from reactor.registry import Registry, default_registry
+from reactor.retention import PipelineRetentionSpec
 from reactor.retry import RetryPolicy
 from reactor.specs import (
     NAME_PATTERN,
@@ -61,6 +62,8 @@ class PipelineSpec(Spec):
     concurrency: ConcurrencySpec = ConcurrencySpec()
     #: The whole run's time limit; running tasks are stopped and end ``timed_out``.
     timeout: Duration | None = Field(None, gt=0)
+    #: Overrides ``runs``/``keep_runs`` of ``retention:`` in ``reactor.yaml`` for this pipeline.
+    retention: PipelineRetentionSpec | None = None
     triggers: list[Any] = []
     tasks: list[Any] = Field(min_length=1)
 

@@ -18,7 +18,8 @@ __all__ = ["Decision", "Outcome", "RuleEngine", "decide", "event_scope", "run_ke
 
 
 #: What happened to an event at one trigger: ``fired`` (a run), or why not. The service
-#: adds what admission and grouping decide (``skipped``, ``deduplicated``, ...).
+#: adds what admission, grouping and pauses decide (``skipped``, ``deduplicated``,
+#: ``paused``, ...).
 Outcome = Literal[
     "fired",
     "not_accepted",
@@ -27,6 +28,7 @@ Outcome = Literal[
     "params_invalid",
     "skipped",
     "not_started",
+    "paused",
 ]
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,6 +25,15 @@ from reactor.admission import (
     TaskSlots,
     plan_admission,
 )
+from reactor.backfill import (
+    DEFAULT_CONCURRENCY,
+    MAX_RUNS,
+    BackfillError,
+    BackfillPlan,
+    ended_status,
+    plan_backfill,
+    run_key_prefix,
+)
 from reactor.bus import Bus
 from reactor.clock import Clock, SystemClock
 from reactor.config import SETTINGS_FILE, Config
@@ -33,6 +43,7 @@ from reactor.executor import RunExecutor, RunObserver
 from reactor.failpoints import hit
 from reactor.grouping import Fire, Windows
 from reactor.params import check_params
+from reactor.pauses import Pause, Resumed, pause_key, paused_triggers
 from reactor.pipelines import (
     Pipeline,
     Trigger,
@@ -43,11 +54,12 @@ from reactor.pipelines import (
 )
 from reactor.recovery import is_dead, kill_orphans
 from reactor.registry import Registry, default_registry
+from reactor.retention import retention_loop
 from reactor.rules import RuleEngine, run_key
 from reactor.sensors import EmitResult, SensorContext, SensorHealth
 from reactor.specs import HookReceiver, HttpIngress, TriggerSpec, run_event_source
 from reactor.store import RunRecord, Store, StoredEvent, TaskRecord
-from reactor.store.base import OutcomeToRecord
+from reactor.store.base import BackfillRow, OutcomeToRecord
 from reactor.store.records import FINAL_RUN_STATES, DeadLetter, ProcessRecord, WindowRow
 
 __all__ = ["PublishResult", "Reactor", "Settings"]
@@ -104,6 +116,10 @@ class _Envelope:
     done: anyio.Event | None = None
     run_ids: list[str] = field(default_factory=list)
     error: BaseException | None = None
+    #: A replay after a pause: only these triggers are decided again, and their records
+    #: replace theirs in the event's ``previous`` outcome.
+    only: frozenset[str] | None = None
+    previous: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _outputs(records: Iterable[TaskRecord]) -> dict[str, Any]:
@@ -128,6 +144,35 @@ def _run_event(run: RunRecord, outputs: dict[str, Any]) -> Event:
     )
 
 
+def _replaced(
+    previous: list[dict[str, Any]], decided: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``previous`` (an event's recorded outcome) with the records of the triggers decided
+    again replaced by their new ones."""
+    again = {record["trigger"]: record for record in decided}
+    merged = [again.pop(r.get("trigger"), r) if isinstance(r, dict) else r for r in previous]
+    return merged + list(again.values())
+
+
+def _held_by(stored: StoredEvent, pause: Pause) -> frozenset[str]:
+    """The triggers whose recorded outcome for ``stored`` is ``pause``'s ``paused``."""
+    since = pause.paused_at.isoformat()
+    return frozenset(
+        str(record["trigger"])
+        for record in stored.outcome or []
+        if isinstance(record, dict)
+        and record.get("outcome") == "paused"
+        and record.get("paused") == pause.key
+        and record.get("paused_at") == since
+    )
+
+
+#: Events already in the bus when a pause begins are decided under it, though received
+#: a little before: a resume looks this far back for them.
+_PAUSE_SLACK = timedelta(minutes=5)
+_PAUSE_PAGE = 1000
+
+
 def _redact(url: str | None) -> str | None:
     """``url`` without a password, for showing which connection a sensor uses."""
     if url is None or "://" not in url:
@@ -138,6 +183,24 @@ def _redact(url: str | None) -> str | None:
     if at and ":" in user:
         user = user.partition(":")[0] + ":***"
     return f"{scheme}://{user}{at}{host}{slash}{path}"
+
+
+def _what(pipeline_name: str, trigger_id: str | None) -> str:
+    if trigger_id is None:
+        return f"pipeline {pipeline_name}"
+    return f"trigger {trigger_id} of pipeline {pipeline_name}"
+
+
+#: The most runs one backfill keeps going at once.
+MAX_CONCURRENCY = 1000
+
+
+@dataclass
+class _BackfillDriver:
+    """The task driving one backfill: cancelled as a whole, ``done`` when it returned."""
+
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
 
 
 class _OnceStatus:
@@ -199,6 +262,9 @@ class Reactor:
         self._versions: dict[tuple[str, str], Pipeline] = {}
         self._rules = RuleEngine(())
         self._triggers_and_pipelines: dict[str, tuple[Trigger, Pipeline]] = {}
+        #: Pauses by key (pipeline or trigger), and the pause holding each loaded trigger.
+        self._pauses: dict[str, Pause] = {}
+        self._paused: dict[str, Pause] = {}
         self._windows = Windows()
         self._windows_changed = anyio.Event()
         self._window_scope = anyio.CancelScope()
@@ -220,6 +286,7 @@ class Reactor:
         self.http_port: int | None = None
         self._accepting = False
         self._stopping = False
+        self._backfills: dict[str, _BackfillDriver] = {}
         self.started = anyio.Event()
 
     # Lifecycle
@@ -245,6 +312,7 @@ class Reactor:
                 logger.debug("webhook not available: %s", problem)
         await self.store.open()
         try:
+            self._pauses = {pause.key: pause for pause in await self.store.pauses()}
             await self._apply_pipelines(self.pipelines)
             self._tg = anyio.create_task_group()
             await self._tg.__aenter__()
@@ -269,6 +337,7 @@ class Reactor:
                 await self._record_lost_run_events()
                 await self._evaluate_pending_events()
                 await self._resume_queued()
+                await self._resume_backfills()
             await self._sync_sensors()
         except BaseException as exc:
             await self._stop(exc)
@@ -291,6 +360,9 @@ class Reactor:
         self._stopping = True
         try:
             with anyio.CancelScope(shield=True):
+                # A backfill left running is resumed by the next start.
+                for driver in self._backfills.values():
+                    driver.scope.cancel()
                 for slot in self._sensors.values():
                     slot.scope.cancel()
                     slot.health.state = "stopped"
@@ -344,6 +416,8 @@ class Reactor:
         with self._background:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat_loop)
+                if self.settings.recover:  # not in ``reactor run``: it only runs its pipeline
+                    tg.start_soon(retention_loop, self)
                 if self.settings.reload and self.pipelines_dir is not None:
                     tg.start_soon(self._watch_pipelines)
                 task_status.started()
@@ -377,6 +451,7 @@ class Reactor:
         self._triggers_and_pipelines = {
             t.key: (t, p) for p in pipelines.values() for t in p.triggers
         }
+        self._refresh_paused()
 
     async def reload(self) -> list[str]:
         """Re-read the pipelines folder; a broken file keeps its previous version in force."""
@@ -637,12 +712,16 @@ class Reactor:
         """Decide for each event in order, record every outcome at once, then admit in order."""
         now = self.clock.now()
         planned_here: Counter[str] = Counter()
-        decided = [self._decide(envelope.event, planned_here, now) for envelope in batch]
+        decided = [
+            self._decide(envelope.event, planned_here, now, envelope.only) for envelope in batch
+        ]
         admitted = await self.store.record_outcomes(
             [
                 OutcomeToRecord(
                     envelope.event,
-                    decision.outcome,
+                    decision.outcome
+                    if envelope.only is None
+                    else _replaced(envelope.previous, decision.outcome),
                     [run for run, _, _ in decision.planned],
                     decision.windows,
                 )
@@ -675,14 +754,35 @@ class Reactor:
         for name in planned_here:
             self._start_queued(name)
 
-    def _decide(self, event: Event, planned_here: Counter[str], now: datetime) -> _Decided:
+    def _decide(
+        self,
+        event: Event,
+        planned_here: Counter[str],
+        now: datetime,
+        only: frozenset[str] | None = None,
+    ) -> _Decided:
         """The event's outcome, the runs it starts and the windows it changes;
         ``planned_here`` counts the runs planned earlier in the same batch, so limits hold
-        across it."""
+        across it. ``only``: decide for these triggers alone (a replay after a pause)."""
         decided = _Decided()
+        paused = self._paused
         for decision in self._rules.evaluate(event, self.env):
+            if only is not None and decision.trigger not in only:
+                continue
             record = decision.to_json()
             decided.outcome.append(record)
+            if paused and (pause := paused.get(decision.trigger)) is not None:
+                # Recorded, not fired, and no window fed: a resume may replay it.
+                record.pop("values", None)
+                record.update(
+                    fired=False,
+                    outcome="paused",
+                    reason=pause.reason,
+                    params=None,
+                    paused=pause.key,
+                    paused_at=pause.paused_at.isoformat(),
+                )
+                continue
             if not decision.fired:
                 if decision.reason.startswith("params:"):
                     # The trigger matched but its params are bad: say so where the user looks.
@@ -1171,6 +1271,122 @@ class Reactor:
             status = executor.records[task_id].status
             raise AdmissionError(f"task {task_id} of run {run_id} is not running ({status})")
 
+    def pause_of(self, pipeline_name: str, trigger_id: str | None = None) -> Pause | None:
+        """The pause of a pipeline (or of one of its triggers), if it is paused."""
+        return self._pauses.get(pause_key(pipeline_name, trigger_id))
+
+    async def pause(
+        self, pipeline_name: str, trigger_id: str | None = None, *, actor: str
+    ) -> Pause:
+        """Pause a pipeline or one of its triggers: events are still stored and decided, as
+        ``paused``, and start nothing until :meth:`resume`. Survives restarts.
+
+        Raises :class:`AdmissionError` for an unknown pipeline or trigger, or one paused
+        already.
+        """
+        key = self._pause_target(pipeline_name, trigger_id)
+        pause = Pause(key, self.clock.now(), actor)
+        if not await self.store.add_pause(pause):
+            held = self._pauses.get(key) or next(
+                (p for p in await self.store.pauses() if p.key == key), pause
+            )
+            raise AdmissionError(
+                f"{_what(pipeline_name, trigger_id)} is paused already ({held.reason})"
+            )
+        self._pauses[key] = pause
+        self._refresh_paused()
+        logger.info("%s paused by %s", _what(pipeline_name, trigger_id), actor)
+        return pause
+
+    async def resume(
+        self,
+        pipeline_name: str,
+        trigger_id: str | None = None,
+        *,
+        replay: bool | None,
+        actor: str,
+    ) -> Resumed:
+        """Resume a paused pipeline or trigger, replaying the events it held (``replay``
+        true: each is decided again for the triggers it was paused for, in the order
+        received) or dropping them (their outcome stays ``paused``). ``None``: the caller
+        made no choice, fine only if no event was held.
+
+        Raises :class:`AdmissionError` for an unknown pipeline or trigger, one not paused,
+        or no choice made while events wait.
+        """
+        key = pause_key(pipeline_name, trigger_id)
+        what = _what(pipeline_name, trigger_id)
+        pause = self._pauses.get(key)
+        if pause is None:
+            self._pause_target(pipeline_name, trigger_id)
+            hint = ""
+            if trigger_id is not None and pipeline_name in self._pauses:
+                hint = f" (its pipeline is: resume pipeline {pipeline_name})"
+            raise AdmissionError(f"{what} is not paused{hint}")
+        if replay is None and (held := await self._held_events(pause)):
+            raise AdmissionError(
+                f"{len(held)} event(s) were received while {what} was paused ({pause.reason}):"
+                " choose to replay them or to drop them (reactor resume --replay or --drop;"
+                ' "replay": true or false)'
+            )
+        await self.store.remove_pause(key)
+        self._pauses.pop(key, None)
+        self._refresh_paused()
+        held = await self._held_events(pause)
+        logger.info(
+            "%s resumed by %s (%s %d held events)",
+            what,
+            actor,
+            "replaying" if replay else "dropping",
+            len(held),
+        )
+        if not replay:
+            return Resumed(pause, dropped=len(held))
+        run_ids: list[str] = []
+        for start in range(0, len(held), _RULE_BATCH):
+            batch = [
+                _Envelope(stored.event, only=triggers, previous=list(stored.outcome or []))
+                for stored, triggers in held[start : start + _RULE_BATCH]
+            ]
+            await self._evaluate_batch(batch)
+            for envelope in batch:
+                if envelope.error is not None:
+                    raise envelope.error
+                run_ids.extend(envelope.run_ids)
+        return Resumed(pause, replayed=len(held), run_ids=run_ids)
+
+    def _pause_target(self, pipeline_name: str, trigger_id: str | None) -> str:
+        """The pause key of a loaded pipeline or trigger; :class:`AdmissionError` if unknown."""
+        pipeline = self.pipelines.get(pipeline_name)
+        if pipeline is None:
+            known = ", ".join(sorted(self.pipelines)) or "none"
+            raise AdmissionError(f"unknown pipeline {pipeline_name!r} (known: {known})")
+        if trigger_id is not None and all(t.id != trigger_id for t in pipeline.triggers):
+            known = ", ".join(t.id for t in pipeline.triggers) or "none"
+            raise AdmissionError(
+                f"pipeline {pipeline_name} has no trigger {trigger_id!r} (its triggers: {known})"
+            )
+        return pause_key(pipeline_name, trigger_id)
+
+    def _refresh_paused(self) -> None:
+        self._paused = paused_triggers(
+            ((p.name, t.key) for p in self.pipelines.values() for t in p.triggers), self._pauses
+        )
+
+    async def _held_events(self, pause: Pause) -> list[tuple[StoredEvent, frozenset[str]]]:
+        """The events ``pause`` held, in the order received, with the triggers it held."""
+        held: list[tuple[StoredEvent, frozenset[str]]] = []
+        after: tuple[datetime, int] | None = None
+        since = pause.paused_at - _PAUSE_SLACK
+        while page := await self.store.events_received(since, after=after, limit=_PAUSE_PAGE):
+            for stored in page:
+                if triggers := _held_by(stored, pause):
+                    held.append((stored, triggers))
+            if len(page) < _PAUSE_PAGE:
+                break
+            after = (page[-1].received_at, page[-1].seq)
+        return held
+
     async def _cancel(self, run_id: str, reason: str) -> bool:
         """Cancel a run running or queued here; ``False`` if this process has no such run."""
         executor = self._runs.get(run_id)
@@ -1205,6 +1421,188 @@ class Reactor:
         if run.status not in FINAL_RUN_STATES:
             raise AdmissionError(f"run {run_id} is {run.status} and not handled by this process")
         return run
+
+    # Backfills (reactor/backfill.py): one run per logical time, ``concurrency`` at a time.
+
+    async def start_backfill(
+        self,
+        pipeline_name: str,
+        start: datetime,
+        end: datetime,
+        *,
+        step: float | None = None,
+        params: Mapping[str, Any] | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        actor: str = "api",
+    ) -> tuple[BackfillRow, bool]:
+        """Start a backfill; ``(backfill, new)``. The same pipeline, range, step and params
+        again give the backfill stored already (``new`` is ``False``) and start nothing.
+
+        Raises :class:`AdmissionError` for an unknown pipeline or while stopping, and
+        :class:`BackfillError` for a range, step, concurrency or params that do not plan.
+        """
+        if not self._accepting:
+            raise AdmissionError("the service is stopping and does not accept backfills")
+        pipeline = self.pipelines.get(pipeline_name)
+        if pipeline is None:
+            known = ", ".join(sorted(self.pipelines)) or "none"
+            raise AdmissionError(f"unknown pipeline {pipeline_name!r} (known: {known})")
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise BackfillError(
+                f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}"
+            )
+        given = dict(params or {})
+        plan = plan_backfill(pipeline, start, end, step, given, self.env)
+        backfill = BackfillRow(
+            id=plan.id,
+            pipeline=pipeline.name,
+            start=start,
+            end=end,
+            step=step,
+            params=given,
+            concurrency=concurrency,
+            total=len(plan.keys),
+            status="running",
+            created_at=self.clock.now(),
+            actor=actor,
+        )
+        stored, new = await self.store.create_backfill(backfill)
+        if new:
+            logger.info("backfill %s of %s started by %s", stored.id, stored.pipeline, actor)
+            self._drive_backfill(stored)
+        return stored, new
+
+    async def backfill_runs(self, backfill: BackfillRow) -> list[RunRecord]:
+        """The runs a backfill has created so far, oldest first."""
+        prefix = run_key_prefix(backfill.pipeline, backfill.id)
+        return await self.store.runs_with_key_prefix(backfill.pipeline, prefix)
+
+    async def cancel_backfill(self, backfill_id: str, *, actor: str) -> BackfillRow:
+        """Cancel a running backfill: it starts no more runs, its queued and running runs
+        are cancelled; returns it once they have ended. Raises :class:`AdmissionError` for
+        an unknown or ended backfill."""
+        backfill = await self.store.get_backfill(backfill_id)
+        if backfill is None:
+            raise AdmissionError(f"no backfill {backfill_id!r}")
+        if backfill.status != "running":
+            raise AdmissionError(f"backfill {backfill_id} has ended already ({backfill.status})")
+        reason = f"cancelled by {actor}"
+        now = self.clock.now()
+        await self.store.set_backfill_status(backfill_id, "cancelled", at=now, reason=reason)
+        driver = self._backfills.get(backfill_id)
+        if driver is not None:
+            driver.scope.cancel()
+            await driver.done.wait()
+        for run in await self.backfill_runs(backfill):
+            if run.status not in FINAL_RUN_STATES:
+                with contextlib.suppress(AdmissionError):  # it ended in the meantime
+                    await self.cancel_run(run.id, actor=actor)
+        backfill.status, backfill.ended_at, backfill.reason = "cancelled", now, reason
+        return backfill
+
+    async def _resume_backfills(self) -> None:
+        """Go on with the backfills a stopped process was driving (their runs keep their
+        keys, so none is started twice)."""
+        for backfill in await self.store.list_backfills(status="running", limit=MAX_RUNS):
+            if backfill.id not in self._backfills:
+                logger.info("resuming backfill %s of %s", backfill.id, backfill.pipeline)
+                self._drive_backfill(backfill)
+
+    def _drive_backfill(self, backfill: BackfillRow) -> None:
+        assert self._tg is not None
+        driver = _BackfillDriver()
+        self._backfills[backfill.id] = driver
+        self._tg.start_soon(self._run_backfill, backfill, driver, name=f"backfill {backfill.id}")
+
+    async def _run_backfill(self, backfill: BackfillRow, driver: _BackfillDriver) -> None:
+        try:
+            with driver.scope:
+                await self._backfill_body(backfill)
+        except Exception as exc:
+            logger.exception("backfill %s failed inside Reactor", backfill.id)
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._end_backfill(
+                        backfill.id, "failed", f"internal error: {type(exc).__name__}: {exc}"
+                    )
+                except Exception:
+                    logger.exception("recording the failure of backfill %s failed", backfill.id)
+        finally:
+            self._backfills.pop(backfill.id, None)
+            driver.done.set()
+
+    async def _backfill_body(self, backfill: BackfillRow) -> None:
+        pipeline = self.pipelines.get(backfill.pipeline)
+        if pipeline is None:
+            reason = f"pipeline {backfill.pipeline!r} no longer exists"
+            await self._end_backfill(backfill.id, "failed", reason)
+            return
+        try:
+            plan = plan_backfill(
+                pipeline, backfill.start, backfill.end, backfill.step, backfill.params, self.env
+            )
+        except BackfillError as exc:
+            await self._end_backfill(backfill.id, "failed", str(exc))
+            return
+        # Its own limit, on top of the pipeline's max_active_runs: a slot is held from a
+        # run's creation to its end, and runs are created in logical-time order.
+        slots = anyio.Semaphore(backfill.concurrency)
+        async with anyio.create_task_group() as tg:
+            for index in range(len(plan.keys)):
+                await slots.acquire()
+                try:
+                    run_id = await self._admit_backfill_run(pipeline, plan, index)
+                except BaseException:
+                    slots.release()
+                    raise
+                tg.start_soon(self._backfill_run_ends, run_id, slots)
+        status, why = ended_status(await self.backfill_runs(backfill))
+        await self._end_backfill(backfill.id, status, why)
+
+    async def _admit_backfill_run(self, pipeline: Pipeline, plan: BackfillPlan, index: int) -> str:
+        """Create (or find, when resuming) the run of one logical time and admit it."""
+        event = plan.events[index]
+        # Created and admitted whole or not at all: a cancel in between would leave a
+        # queued run that nothing here runs.
+        with anyio.CancelScope(shield=True):
+            await self._ingest(event, evaluated=True)
+            run = self._new_run(
+                pipeline,
+                plan.params[index],
+                trigger=None,
+                key=plan.keys[index],
+                event_ids=[event.id],
+            )
+            admitted = await self.store.create_run(run)
+            if admitted.new:
+                # Never skipped nor cancelling others: a backfill's runs wait their turn.
+                how = self._plan(pipeline)
+                self._admit(admitted.run, how if how == "start" else "queue", [event])
+        return admitted.run.id
+
+    async def _backfill_run_ends(self, run_id: str, slots: anyio.Semaphore) -> None:
+        try:
+            await self._wait_backfill_run(run_id)
+        finally:
+            slots.release()
+
+    async def _wait_backfill_run(self, run_id: str) -> None:
+        while run_id not in self._run_done:
+            found = await self.store.get_run(run_id)
+            if found is None or found.status in FINAL_RUN_STATES:
+                return
+            # Queued or running in another process: look again in a while.
+            await self.clock.sleep(1.0)
+        await self.wait_run(run_id)
+
+    async def _end_backfill(self, backfill_id: str, status: str, reason: str | None) -> None:
+        current = await self.store.get_backfill(backfill_id)
+        if current is None or current.status != "running":
+            return  # cancelled meanwhile: that is its end
+        await self.store.set_backfill_status(
+            backfill_id, status, at=self.clock.now(), reason=reason
+        )
+        logger.info("backfill %s %s%s", backfill_id, status, f": {reason}" if reason else "")
 
     def hook(self, name: str) -> HookReceiver | None:
         """The receiver of ``POST /hooks/{name}``, if a loaded pipeline has that hook."""

@@ -12,10 +12,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from reactor.api.fast import Answer, BodyReader, IngressPath, answer_event, answer_hook
+from reactor.backfill import BackfillError, backfill_json, parse_request
 from reactor.checks import check_outcome
 from reactor.durations import parse_duration
 from reactor.errors import AdmissionError, StoreError
 from reactor.explain import explain_event, explain_pipeline
+from reactor.pauses import Pause
 from reactor.specs import Schedule
 
 if TYPE_CHECKING:
@@ -42,12 +44,53 @@ def _pipeline_json(reactor: Reactor, name: str) -> dict[str, Any]:
             for k, v in pipeline.params.items()
         },
         "concurrency": pipeline.spec.concurrency.model_dump(),
-        "triggers": [{"id": t.id, "key": t.key, "on": t.spec.on} for t in pipeline.triggers],
+        "paused": _pause_json(reactor.pause_of(name)),
+        "triggers": [
+            {
+                "id": t.id,
+                "key": t.key,
+                "on": t.spec.on,
+                "paused": _pause_json(reactor.pause_of(name, t.id)),
+            }
+            for t in pipeline.triggers
+        ],
         "tasks": [
             {"id": t.id, "needs": list(t.need_ids), "type": t.spec.type_key}
             for t in pipeline.tasks.values()
         ],
     }
+
+
+def _pause_json(pause: Pause | None) -> dict[str, Any] | None:
+    if pause is None:
+        return None
+    return {"paused_at": pause.paused_at.isoformat(), "actor": pause.actor}
+
+
+def _pause_request(body: Any, *, resume: bool) -> tuple[str | None, bool | None] | str:
+    """``(trigger, replay)`` from a pause or resume body, or what is wrong with it."""
+    shape = '{"trigger"?: "id", "replay": true|false}' if resume else '{"trigger"?: "id"}'
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        return f"body must be an object like {shape}"
+    allowed = {"trigger", "replay"} if resume else {"trigger"}
+    if unknown := sorted(set(body) - allowed):
+        return f"unknown field(s) {', '.join(unknown)}; body must be like {shape}"
+    trigger = body.get("trigger")
+    if trigger is not None and not isinstance(trigger, str):
+        return "trigger: must be a trigger id (a string)"
+    if not resume:
+        return trigger, None
+    if "replay" not in body:
+        return (
+            "replay: required: true replays the events received while paused,"
+            " false drops them, null only resumes when there are none"
+        )
+    replay = body["replay"]
+    if replay is not None and not isinstance(replay, bool):
+        return "replay: must be true, false or null"
+    return trigger, replay
 
 
 def _no_constant(name: str) -> Any:
@@ -191,6 +234,53 @@ def create_app(reactor: Reactor) -> FastAPI:
             return _error(status, str(exc))
         return JSONResponse(run.to_json(), status_code=201)
 
+    async def _pause_body(
+        request: Request, *, resume: bool
+    ) -> tuple[str | None, bool | None] | Response:
+        try:
+            body = await _json_body(request)
+        except ValueError as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        found = _pause_request(body, resume=resume)
+        return _error(422, found) if isinstance(found, str) else found
+
+    def _pause_status(name: str, trigger: str | None) -> int:
+        """404 for an unknown pipeline or trigger (unless a pause of it is left), else 409."""
+        pipeline = reactor.pipelines.get(name)
+        if reactor.pause_of(name, trigger) is not None:
+            return 409
+        if pipeline is None or (
+            trigger is not None and all(t.id != trigger for t in pipeline.triggers)
+        ):
+            return 404
+        return 409
+
+    @app.post("/api/pipelines/{name}/pause", status_code=201)
+    async def pause_pipeline(name: str, request: Request) -> Response:
+        found = await _pause_body(request, resume=False)
+        if isinstance(found, Response):
+            return found
+        trigger, _ = found
+        actor = request.headers.get("x-actor", "api")
+        try:
+            pause = await reactor.pause(name, trigger, actor=actor)
+        except AdmissionError as exc:
+            return _error(_pause_status(name, trigger), str(exc))
+        return JSONResponse(pause.to_json(), status_code=201)
+
+    @app.post("/api/pipelines/{name}/resume")
+    async def resume_pipeline(name: str, request: Request) -> Response:
+        found = await _pause_body(request, resume=True)
+        if isinstance(found, Response):
+            return found
+        trigger, replay = found
+        actor = request.headers.get("x-actor", "api")
+        try:
+            resumed = await reactor.resume(name, trigger, replay=replay, actor=actor)
+        except AdmissionError as exc:
+            return _error(_pause_status(name, trigger), str(exc))
+        return JSONResponse(resumed.to_json())
+
     @app.get("/api/runs")
     async def runs(
         request: Request,
@@ -266,6 +356,66 @@ def create_app(reactor: Reactor) -> FastAPI:
             return _error(409, str(exc))
         body = {"run_id": run_id, "task_id": task_id, "cancelling": True}
         return JSONResponse(body, status_code=202)
+
+    # Backfills: one run per logical time of a past range (reactor/backfill.py).
+
+    @app.post("/api/backfills", status_code=201)
+    async def start_backfill(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+        except ValueError as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        try:
+            asked = parse_request(body)
+        except BackfillError as exc:
+            return _error(422, str(exc))
+        try:
+            backfill, new = await reactor.start_backfill(
+                asked.pipeline,
+                asked.start,
+                asked.end,
+                step=asked.step,
+                params=asked.params,
+                concurrency=asked.concurrency,
+                actor=request.headers.get("x-actor", "api"),
+            )
+        except AdmissionError as exc:
+            if not reactor.accepting:
+                return _error(503, str(exc))
+            return _error(404 if asked.pipeline not in reactor.pipelines else 422, str(exc))
+        except BackfillError as exc:
+            return _error(422, str(exc))
+        runs = await reactor.backfill_runs(backfill)
+        shown = backfill_json(backfill, runs, with_runs=True)
+        return JSONResponse(shown, status_code=201 if new else 200)
+
+    @app.get("/api/backfills")
+    async def backfills(
+        status: str | None = None, limit: int = Query(100, ge=1, le=1000)
+    ) -> Response:
+        found = await reactor.store.list_backfills(status=status, limit=limit)
+        return JSONResponse(
+            [backfill_json(b, await reactor.backfill_runs(b), with_runs=False) for b in found]
+        )
+
+    @app.get("/api/backfills/{backfill_id}")
+    async def backfill(backfill_id: str) -> Response:
+        found = await reactor.store.get_backfill(backfill_id)
+        if found is None:
+            return _error(404, f"no backfill {backfill_id!r}")
+        runs = await reactor.backfill_runs(found)
+        return JSONResponse(backfill_json(found, runs, with_runs=True))
+
+    @app.post("/api/backfills/{backfill_id}/cancel")
+    async def cancel_backfill(backfill_id: str, request: Request) -> Response:
+        actor = request.headers.get("x-actor", "api")
+        try:
+            cancelled = await reactor.cancel_backfill(backfill_id, actor=actor)
+        except AdmissionError as exc:
+            missing = await reactor.store.get_backfill(backfill_id) is None
+            return _error(404 if missing else 409, str(exc))
+        runs = await reactor.backfill_runs(cancelled)
+        return JSONResponse(backfill_json(cancelled, runs, with_runs=True))
 
     # Explanations: why an event fired or not, why a pipeline ran or not (reactor/explain.py).
     @app.get("/api/events/{event_id}/explain")

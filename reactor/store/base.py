@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from reactor.events import Event
+from reactor.pauses import Pause
 from reactor.store.records import (
     AttemptRecord,
     DeadLetter,
@@ -18,7 +20,7 @@ from reactor.store.records import (
     WindowRow,
 )
 
-__all__ = ["Admitted", "OutcomeToRecord", "Store", "StoredEvent", "TaskEvent"]
+__all__ = ["Admitted", "BackfillRow", "OutcomeToRecord", "Store", "StoredEvent", "TaskEvent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,71 @@ class Admitted:
 
     run: RunRecord
     new: bool
+
+
+@dataclass(slots=True)
+class BackfillRow:
+    """A backfill as stored: one run per logical time in ``[start, end)`` of ``pipeline``;
+    ``step`` in seconds, ``None`` for the pipeline's schedule ticks."""
+
+    id: str
+    pipeline: str
+    start: datetime
+    end: datetime
+    step: float | None
+    params: dict[str, Any]
+    concurrency: int
+    #: How many runs it asks for (one per logical time).
+    total: int
+    status: str
+    created_at: datetime
+    actor: str
+    ended_at: datetime | None = None
+    reason: str | None = None
+
+    def values(self) -> tuple[Any, ...]:
+        """The row, in the column order of the ``backfills`` table."""
+        return (
+            self.id,
+            self.pipeline,
+            self.start.isoformat(),
+            self.end.isoformat(),
+            self.step,
+            json.dumps(self.params, sort_keys=True),
+            self.concurrency,
+            self.total,
+            self.status,
+            self.created_at.isoformat(),
+            self.ended_at.isoformat() if self.ended_at else None,
+            self.reason,
+            self.actor,
+        )
+
+    @classmethod
+    def from_row(cls, row: Any) -> BackfillRow:
+        ended = row["ended_at"]
+        return cls(
+            id=row["id"],
+            pipeline=row["pipeline"],
+            start=datetime.fromisoformat(row["from_time"]),
+            end=datetime.fromisoformat(row["to_time"]),
+            step=row["step"],
+            params=json.loads(row["params"]),
+            concurrency=row["concurrency"],
+            total=row["total"],
+            status=row["status"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            actor=row["actor"],
+            ended_at=datetime.fromisoformat(ended) if ended else None,
+            reason=row["reason"],
+        )
+
+
+#: The columns of the ``backfills`` table, in the order of :meth:`BackfillRow.values`.
+BACKFILL_COLUMNS = (
+    "id, pipeline, from_time, to_time, step, params, concurrency, total, status, created_at,"
+    " ended_at, reason, actor"
+)
 
 
 class Store(Protocol):
@@ -166,6 +233,19 @@ class Store(Protocol):
 
     async def pipeline_version(self, pipeline: str, version: str) -> str | None: ...
 
+    # Pauses
+    async def pauses(self) -> list[Pause]:
+        """Every paused pipeline and trigger, by key."""
+        ...
+
+    async def add_pause(self, pause: Pause) -> bool:
+        """Record ``pause``; ``False`` (and nothing changes) if its key is paused already."""
+        ...
+
+    async def remove_pause(self, key: str) -> Pause | None:
+        """Delete the pause of ``key`` and return it; ``None`` if ``key`` was not paused."""
+        ...
+
     # Runs
     async def create_run(self, run: RunRecord) -> Admitted: ...
 
@@ -236,3 +316,47 @@ class Store(Protocol):
     async def append_logs(self, lines: Sequence[LogLine]) -> None: ...
 
     async def logs(self, run_id: str, *, after: int, limit: int) -> list[LogLine]: ...
+
+    # Retention
+    async def run_pipelines(self) -> list[str]:
+        """The names of the pipelines that have runs stored, in name order."""
+        ...
+
+    async def prune_runs(
+        self, pipeline: str, *, ended_before: datetime | None, keep: int, limit: int
+    ) -> tuple[int, int]:
+        """Delete up to ``limit`` final runs of ``pipeline`` (oldest first) with their task
+        runs, attempts and log lines: those that ended before ``ended_before`` (``None``:
+        any) and are not among its newest ``keep`` final runs; ``(runs, log lines)`` gone."""
+        ...
+
+    async def prune_events(
+        self, before: datetime, *, keep: Collection[tuple[str, str]], limit: int
+    ) -> int:
+        """Delete up to ``limit`` evaluated events received before ``before``, except those
+        a stored run names (its ``event_ids``, or its end event) and the ``(source, id)``
+        pairs in ``keep``; how many went."""
+        ...
+
+    # Backfills
+    async def create_backfill(self, backfill: BackfillRow) -> tuple[BackfillRow, bool]:
+        """Store ``backfill`` unless its id exists; ``(the stored one, new)``."""
+        ...
+
+    async def get_backfill(self, backfill_id: str) -> BackfillRow | None: ...
+
+    async def list_backfills(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[BackfillRow]:
+        """Newest first; only those with ``status`` if given."""
+        ...
+
+    async def set_backfill_status(
+        self, backfill_id: str, status: str, *, at: datetime | None, reason: str | None = None
+    ) -> None:
+        """Set the status; ``at`` is when it ended (``None`` while it runs)."""
+        ...
+
+    async def runs_with_key_prefix(self, pipeline: str, prefix: str) -> list[RunRecord]:
+        """The runs of ``pipeline`` whose run key starts with ``prefix``, oldest first."""
+        ...

@@ -155,6 +155,40 @@ MIGRATIONS: tuple[Migration, ...] = (
         "events by the time they were received (reactor explain --pipeline P --since D)",
         ("CREATE INDEX events_received ON events (received_at, seq)",),
     ),
+    Migration(
+        5,
+        "paused pipelines and triggers (reactor pause / resume)",
+        (
+            # ``key``: a pipeline name, or a trigger key ``pipeline/trigger-id``.
+            """CREATE TABLE pauses (
+                key TEXT PRIMARY KEY,
+                paused_at TEXT NOT NULL,
+                actor TEXT NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        6,
+        "backfills: one run per logical time of a range, run keys PIPELINE/backfill:ID/TIME",
+        (
+            """CREATE TABLE backfills (
+                id TEXT PRIMARY KEY,
+                pipeline TEXT NOT NULL,
+                from_time TEXT NOT NULL,
+                to_time TEXT NOT NULL,
+                step DOUBLE PRECISION,
+                params TEXT NOT NULL,
+                concurrency INTEGER NOT NULL,
+                total INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                ended_at TEXT,
+                reason TEXT,
+                actor TEXT NOT NULL
+            )""",
+            "CREATE INDEX backfills_status ON backfills (status, created_at)",
+        ),
+    ),
 )
 
 _DIALECTS = {

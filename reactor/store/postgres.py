@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,16 @@ import asyncpg
 
 from reactor.errors import StoreError
 from reactor.events import Event
-from reactor.store.base import Admitted, OutcomeToRecord, StoredEvent, TaskEvent
+from reactor.pauses import Pause
+from reactor.specs import run_event_source
+from reactor.store.base import (
+    BACKFILL_COLUMNS,
+    Admitted,
+    BackfillRow,
+    OutcomeToRecord,
+    StoredEvent,
+    TaskEvent,
+)
 from reactor.store.migrations import LATEST, MIGRATIONS, render
 from reactor.store.records import (
     AttemptRecord,
@@ -509,6 +518,31 @@ class PostgresStore:
             )
         return text
 
+    # Pauses
+
+    async def pauses(self) -> list[Pause]:
+        with self._failing("read the pauses") as pool:
+            rows = await pool.fetch("SELECT key, paused_at, actor FROM pauses ORDER BY key")
+        return [Pause(row[0], datetime.fromisoformat(row[1]), row[2]) for row in rows]
+
+    async def add_pause(self, pause: Pause) -> bool:
+        with self._failing(f"pause {pause.key}") as pool:
+            inserted = await pool.fetchval(
+                "INSERT INTO pauses (key, paused_at, actor) VALUES ($1, $2, $3)"
+                " ON CONFLICT (key) DO NOTHING RETURNING key",
+                pause.key,
+                ts(pause.paused_at),
+                pause.actor,
+            )
+        return inserted is not None
+
+    async def remove_pause(self, key: str) -> Pause | None:
+        with self._failing(f"resume {key}") as pool:
+            row = await pool.fetchrow(
+                "DELETE FROM pauses WHERE key = $1 RETURNING key, paused_at, actor", key
+            )
+        return Pause(row[0], datetime.fromisoformat(row[1]), row[2]) if row else None
+
     # Runs
 
     async def create_run(self, run: RunRecord) -> Admitted:
@@ -746,6 +780,144 @@ class PostgresStore:
             for r in rows
         ]
 
+    # Retention
+
+    async def run_pipelines(self) -> list[str]:
+        with self._failing("list the pipelines with runs") as pool:
+            rows = await pool.fetch("SELECT DISTINCT pipeline FROM runs ORDER BY pipeline")
+        return [row[0] for row in rows]
+
+    async def prune_runs(
+        self, pipeline: str, *, ended_before: datetime | None, keep: int, limit: int
+    ) -> tuple[int, int]:
+        before = ts(ended_before.astimezone(UTC)) if ended_before is not None else None
+        with self._failing(f"remove old runs of {pipeline}") as pool:
+            async with pool.acquire() as conn, conn.transaction():
+                chosen = await conn.fetch(_PRUNABLE_RUNS, pipeline, before, keep, limit)
+                # Only runs still final when deleted: their status may have changed since.
+                gone = await conn.fetch(
+                    "DELETE FROM runs WHERE id = ANY($1::text[])"
+                    " AND status IN ('succeeded', 'failed', 'cancelled') RETURNING id",
+                    [row[0] for row in chosen],
+                )
+                ids = [row[0] for row in gone]
+                if not ids:
+                    return 0, 0
+                status = await conn.execute("DELETE FROM logs WHERE run_id = ANY($1::text[])", ids)
+                for table in ("task_attempts", "task_runs"):
+                    await conn.execute(f"DELETE FROM {table} WHERE run_id = ANY($1::text[])", ids)
+        return len(ids), int(status.split()[-1])
+
+    async def prune_events(
+        self, before: datetime, *, keep: Collection[tuple[str, str]], limit: int
+    ) -> int:
+        with self._failing("remove old events") as pool:
+            status = await pool.execute(
+                _PRUNE_EVENTS,
+                ts(before.astimezone(UTC)),
+                run_event_source(""),
+                [ref[0] for ref in keep],
+                [ref[1] for ref in keep],
+                limit,
+            )
+        return int(status.split()[-1])
+
+    # Backfills
+
+    async def create_backfill(self, backfill: BackfillRow) -> tuple[BackfillRow, bool]:
+        with self._failing(f"create backfill {backfill.id} of {backfill.pipeline}") as pool:
+            async with pool.acquire() as conn, conn.transaction():
+                status = await conn.execute(
+                    f"INSERT INTO backfills ({BACKFILL_COLUMNS}) VALUES"
+                    " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT (id) DO NOTHING",
+                    *backfill.values(),
+                )
+                if status.split()[-1] == "1":
+                    return backfill, True
+                row = await conn.fetchrow(
+                    f"SELECT {BACKFILL_COLUMNS} FROM backfills WHERE id = $1", backfill.id
+                )
+        return BackfillRow.from_row(row), False
+
+    async def get_backfill(self, backfill_id: str) -> BackfillRow | None:
+        with self._failing(f"read backfill {backfill_id}") as pool:
+            row = await pool.fetchrow(
+                f"SELECT {BACKFILL_COLUMNS} FROM backfills WHERE id = $1", backfill_id
+            )
+        return BackfillRow.from_row(row) if row else None
+
+    async def list_backfills(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[BackfillRow]:
+        with self._failing("list backfills") as pool:
+            if status is None:
+                rows = await pool.fetch(
+                    f"SELECT {BACKFILL_COLUMNS} FROM backfills"
+                    " ORDER BY created_at DESC, id LIMIT $1",
+                    limit,
+                )
+            else:
+                rows = await pool.fetch(
+                    f"SELECT {BACKFILL_COLUMNS} FROM backfills WHERE status = $1"
+                    " ORDER BY created_at DESC, id LIMIT $2",
+                    status,
+                    limit,
+                )
+        return [BackfillRow.from_row(r) for r in rows]
+
+    async def set_backfill_status(
+        self, backfill_id: str, status: str, *, at: datetime | None, reason: str | None = None
+    ) -> None:
+        with self._failing(f"set backfill {backfill_id} {status}") as pool:
+            await pool.execute(
+                "UPDATE backfills SET status = $1, ended_at = $2, reason = $3 WHERE id = $4",
+                status,
+                ts(at.astimezone(UTC)) if at else None,
+                reason,
+                backfill_id,
+            )
+
+    async def runs_with_key_prefix(self, pipeline: str, prefix: str) -> list[RunRecord]:
+        with self._failing(f"read the runs of {prefix}") as pool:
+            rows = await pool.fetch(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE pipeline = $1"
+                " AND substr(run_key, 1, length($2)) = $2 ORDER BY seq",
+                pipeline,
+                prefix,
+            )
+        return [run_from(r) for r in rows]
+
+
+# The newest ``keep`` final runs of the pipeline stay whatever their age (a run that never
+# recorded its end counts from its creation).
+_PRUNABLE_RUNS = """
+SELECT id FROM runs
+WHERE pipeline = $1 AND status IN ('succeeded', 'failed', 'cancelled')
+  AND ($2::text IS NULL OR coalesce(ended_at, created_at) < $2::text)
+  AND seq NOT IN (
+    SELECT seq FROM runs WHERE pipeline = $1 AND status IN ('succeeded', 'failed', 'cancelled')
+    ORDER BY seq DESC LIMIT $3
+  )
+ORDER BY seq LIMIT $4
+"""
+# A stored run stays explainable: the events it names and its own end event stay (a run
+# without its end event would make it again at the next start).
+_PRUNE_EVENTS = """
+WITH named AS MATERIALIZED (
+  SELECT DISTINCT json_array_elements_text(event_ids::json) AS id FROM runs
+)
+DELETE FROM events WHERE seq IN (
+  SELECT e.seq FROM events e
+  WHERE e.received_at < $1 AND e.evaluated_at IS NOT NULL
+    AND NOT EXISTS (SELECT 1 FROM named WHERE named.id = e.id)
+    AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = e.id AND e.source = $2 || r.pipeline)
+    AND NOT EXISTS (
+      SELECT 1 FROM unnest($3::text[], $4::text[]) AS k(source, id)
+      WHERE k.source = e.source AND k.id = e.id
+    )
+  ORDER BY e.received_at, e.seq LIMIT $5
+)
+"""
 
 _SAVE_TASKS = """
 WITH saved_tasks AS (

@@ -15,7 +15,7 @@ import queue
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +23,16 @@ from typing import Any, TypeVar
 from reactor.errors import StoreError
 from reactor.events import Event
 from reactor.failpoints import hit
-from reactor.store.base import Admitted, OutcomeToRecord, StoredEvent, TaskEvent
+from reactor.pauses import Pause
+from reactor.specs import run_event_source
+from reactor.store.base import (
+    BACKFILL_COLUMNS,
+    Admitted,
+    BackfillRow,
+    OutcomeToRecord,
+    StoredEvent,
+    TaskEvent,
+)
 from reactor.store.migrations import LATEST, MIGRATIONS, render
 from reactor.store.records import (
     AttemptRecord,
@@ -559,6 +568,38 @@ class SqliteStore:
 
         return await self._reader.call(op)
 
+    # Pauses
+
+    async def pauses(self) -> list[Pause]:
+        def op(conn: sqlite3.Connection) -> list[Pause]:
+            rows = conn.execute("SELECT key, paused_at, actor FROM pauses ORDER BY key")
+            return [Pause(row[0], datetime.fromisoformat(row[1]), row[2]) for row in rows]
+
+        return await self._reader.call(op)
+
+    async def add_pause(self, pause: Pause) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            inserted = conn.execute(
+                "INSERT INTO pauses (key, paused_at, actor) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO NOTHING",
+                (pause.key, ts(pause.paused_at), pause.actor),
+            )
+            return inserted.rowcount == 1
+
+        return await self._writer.call(op)
+
+    async def remove_pause(self, key: str) -> Pause | None:
+        def op(conn: sqlite3.Connection) -> Pause | None:
+            row = conn.execute(
+                "SELECT key, paused_at, actor FROM pauses WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM pauses WHERE key = ?", (key,))
+            return Pause(row[0], datetime.fromisoformat(row[1]), row[2])
+
+        return await self._writer.call(op)
+
     # Runs
 
     async def create_run(self, run: RunRecord) -> Admitted:
@@ -809,3 +850,145 @@ class SqliteStore:
             ]
 
         return await self._reader.call(op)
+
+    # Retention
+
+    async def run_pipelines(self) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute("SELECT DISTINCT pipeline FROM runs ORDER BY pipeline")
+            return [row[0] for row in rows.fetchall()]
+
+        return await self._reader.call(op)
+
+    async def prune_runs(
+        self, pipeline: str, *, ended_before: datetime | None, keep: int, limit: int
+    ) -> tuple[int, int]:
+        before = ts(ended_before.astimezone(UTC)) if ended_before is not None else None
+        args = (pipeline, before, before, pipeline, keep, limit)
+
+        def op(conn: sqlite3.Connection) -> tuple[int, int]:
+            ids = [row[0] for row in conn.execute(_PRUNABLE_RUNS, args).fetchall()]
+            if not ids:
+                return 0, 0
+            given = (json.dumps(ids),)
+            lines = conn.execute(
+                "DELETE FROM logs WHERE run_id IN (SELECT value FROM json_each(?))", given
+            ).rowcount
+            for table in ("task_attempts", "task_runs"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE run_id IN (SELECT value FROM json_each(?))", given
+                )
+            runs = conn.execute(
+                "DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?))", given
+            ).rowcount
+            return runs, lines
+
+        return await self._writer.call(op)
+
+    async def prune_events(
+        self, before: datetime, *, keep: Collection[tuple[str, str]], limit: int
+    ) -> int:
+        args = (
+            ts(before.astimezone(UTC)),
+            run_event_source(""),
+            json.dumps([list(ref) for ref in keep]),
+            limit,
+        )
+
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(_PRUNE_EVENTS, args).rowcount
+
+        return await self._writer.call(op)
+
+    # Backfills
+
+    async def create_backfill(self, backfill: BackfillRow) -> tuple[BackfillRow, bool]:
+        def op(conn: sqlite3.Connection) -> tuple[BackfillRow, bool]:
+            cursor = conn.execute(
+                f"INSERT INTO backfills ({BACKFILL_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (id) DO NOTHING",
+                backfill.values(),
+            )
+            if cursor.rowcount == 1:
+                return backfill, True
+            row = conn.execute(
+                f"SELECT {BACKFILL_COLUMNS} FROM backfills WHERE id = ?", (backfill.id,)
+            ).fetchone()
+            return BackfillRow.from_row(row), False
+
+        return await self._writer.call(op)
+
+    async def get_backfill(self, backfill_id: str) -> BackfillRow | None:
+        def op(conn: sqlite3.Connection) -> BackfillRow | None:
+            row = conn.execute(
+                f"SELECT {BACKFILL_COLUMNS} FROM backfills WHERE id = ?", (backfill_id,)
+            ).fetchone()
+            return BackfillRow.from_row(row) if row else None
+
+        return await self._reader.call(op)
+
+    async def list_backfills(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[BackfillRow]:
+        where = "" if status is None else "WHERE status = ?"
+        args: tuple[Any, ...] = (limit,) if status is None else (status, limit)
+        sql = (
+            f"SELECT {BACKFILL_COLUMNS} FROM backfills {where} ORDER BY created_at DESC, id LIMIT ?"
+        )
+
+        def op(conn: sqlite3.Connection) -> list[BackfillRow]:
+            return [BackfillRow.from_row(r) for r in conn.execute(sql, args).fetchall()]
+
+        return await self._reader.call(op)
+
+    async def set_backfill_status(
+        self, backfill_id: str, status: str, *, at: datetime | None, reason: str | None = None
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE backfills SET status = ?, ended_at = ?, reason = ? WHERE id = ?",
+                (status, ts(at.astimezone(UTC)) if at else None, reason, backfill_id),
+            )
+
+        await self._writer.call(op)
+
+    async def runs_with_key_prefix(self, pipeline: str, prefix: str) -> list[RunRecord]:
+        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+            rows = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE pipeline = ?"
+                " AND substr(run_key, 1, length(?)) = ? ORDER BY seq",
+                (pipeline, prefix, prefix),
+            )
+            return [run_from(r) for r in rows.fetchall()]
+
+        return await self._reader.call(op)
+
+
+# The newest ``keep`` final runs of the pipeline stay whatever their age (a run that never
+# recorded its end counts from its creation).
+_PRUNABLE_RUNS = """
+SELECT id FROM runs
+WHERE pipeline = ? AND status IN ('succeeded', 'failed', 'cancelled')
+  AND (? IS NULL OR coalesce(ended_at, created_at) < ?)
+  AND seq NOT IN (
+    SELECT seq FROM runs WHERE pipeline = ? AND status IN ('succeeded', 'failed', 'cancelled')
+    ORDER BY seq DESC LIMIT ?
+  )
+ORDER BY seq LIMIT ?
+"""
+# A stored run stays explainable: the events it names and its own end event stay (a run
+# without its end event would make it again at the next start).
+_PRUNE_EVENTS = """
+DELETE FROM events WHERE seq IN (
+  SELECT e.seq FROM events e
+  WHERE e.received_at < ? AND e.evaluated_at IS NOT NULL
+    AND e.id NOT IN (
+      SELECT j.value FROM runs r, json_each(r.event_ids) j WHERE j.value IS NOT NULL
+    )
+    AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = e.id AND e.source = ? || r.pipeline)
+    AND (e.source, e.id) NOT IN (
+      SELECT json_extract(k.value, '$[0]'), json_extract(k.value, '$[1]') FROM json_each(?) k
+    )
+  ORDER BY e.received_at, e.seq LIMIT ?
+)
+"""

@@ -106,7 +106,10 @@ async def test_health_and_pipelines(api) -> None:
     assert work["description"] == "Does the work."
     assert work["params"] == {"n": {"type": "integer", "default": 0}}
     assert work["concurrency"] == {"max_active_runs": 16, "on_overlap": "queue"}
-    assert work["triggers"] == [{"id": "event", "key": "chores/event", "on": "event"}]
+    assert work["paused"] is None
+    assert work["triggers"] == [
+        {"id": "event", "key": "chores/event", "on": "event", "paused": None}
+    ]
     assert work["tasks"] == [
         {"id": "first", "needs": [], "type": "python"},
         {"id": "second", "needs": ["first"], "type": "shell"},
