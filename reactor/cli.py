@@ -504,6 +504,50 @@ def cancel(
     console.print(f"run {run_id} {answer['pipeline']} {answer['status']}{escape(reason)}")
 
 
+@app.command()
+def repair(
+    run_id: Annotated[str, typer.Argument(help="The finished run to repair.")],
+    tasks: Annotated[
+        str | None,
+        typer.Option(help="Rerun these tasks (comma-separated) even if they succeeded."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="key=value: a changed param (JSON for lists)"),
+    ] = None,
+    latest: Annotated[
+        bool,
+        typer.Option(
+            "--latest", help="Use the pipeline as it is now, not the version the run used."
+        ),
+    ] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Rerun the failed, cancelled and timed-out tasks of a finished run and everything
+    downstream of them, keeping the other tasks' outputs (a new attempt of the same run)."""
+    from reactor.client import Client
+
+    chosen = None
+    if tasks is not None:
+        chosen = [t.strip() for t in tasks.split(",") if t.strip()]
+        if not chosen:
+            raise _fail("--tasks: name at least one task, like --tasks load,report")
+    params = _cli_params(param)
+    try:
+        with Client(url) as client:
+            answer = client.repair(
+                run_id, tasks=chosen, params=params, latest=latest, actor=_actor()
+            )
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    repaired = answer["repair"]
+    console.print(
+        f"run {run_id} {answer['pipeline']}: repair {repaired['number']} running"
+        f" (rerunning {', '.join(repaired['rerun'])})",
+        markup=False,
+    )
+
+
 def _cli_params(param: list[str] | None) -> dict[str, Any]:
     """``-p key=value`` pairs; JSON lists and objects are sent as such, the rest as text
     (the service turns it into the declared type)."""
@@ -734,6 +778,105 @@ def resume(
         console.print(f"{key} resumed: {answer['dropped']} event(s) dropped")
     else:
         console.print(f"{key} resumed: no event was received while paused")
+
+
+@app.command()
+def redrive(
+    event_id: Annotated[
+        str | None, typer.Argument(metavar="[EVENT_ID]", help="The stored event to re-drive.")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="With EVENT_ID: its source (needed when several sources used the id)."),
+    ] = None,
+    type_: Annotated[
+        str | None,
+        typer.Option("--type", help="Re-drive the events of this type (a glob: orders.*)."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="With --type: those received in the last 30m, 2h, 1d."),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--from", help="With --type: received at or after this time (ISO 8601)."),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--to", help="With --type: received before this time (default: now)."),
+    ] = None,
+    pipeline: Annotated[
+        str | None, typer.Option(help="Decide again only this pipeline's triggers.")
+    ] = None,
+    trigger: TriggerOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be decided; start nothing.")
+    ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, max=10_000, help="Refuse if more events than this match."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Decide stored events again with today's triggers (a pipeline or trigger fixed or added
+    since they came in). A trigger that already started a run for an event starts nothing
+    new (run keys are trigger + event): re-driving twice is safe."""
+    from reactor.client import Client
+
+    if (event_id is None) == (type_ is None):
+        raise _fail("give an EVENT_ID or --type GLOB with --since or --from (one of them)", 2)
+    if event_id is not None and (since or start or end):
+        raise _fail("--since, --from and --to go with --type, not with an EVENT_ID", 2)
+    if type_ is not None and source is not None:
+        raise _fail("--source goes with an EVENT_ID, not with --type", 2)
+    if type_ is not None and (since is None) == (start is None):
+        raise _fail("--type needs --since D or --from T (one of them)", 2)
+    if since is not None and end is not None:
+        raise _fail("--to goes with --from, not with --since", 2)
+    if trigger is not None and pipeline is None:
+        raise _fail("--trigger needs --pipeline", 2)
+    try:
+        with Client(url) as client:
+            found = client.redrive(
+                event_id,
+                source=source,
+                type=type_,
+                start=since or start,
+                end=end,
+                pipeline=pipeline,
+                trigger=trigger,
+                dry_run=dry_run,
+                limit=limit,
+                actor=_actor(),
+            )
+    except ReactorError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
+    would = "would be " if dry_run else ""
+    for item in found["events"]:
+        event = item["event"]
+        console.print(
+            f"event [bold]{escape(event['id'])}[/bold] from {escape(event['source'])}"
+            f" ({escape(event['type'])})"
+        )
+        for record in item["decisions"]:
+            run = f" -> run {record['run_id']}" if record.get("run_id") else ""
+            console.print(
+                f"  {escape(str(record['trigger']))}: {_outcome(str(record['outcome']))}"
+                f" ({escape(str(record['reason']))}){run}"
+            )
+        if not item["decisions"]:
+            console.print("  no trigger matches it")
+    new, existing = found["new_run_ids"], found["existing_run_ids"]
+    named = f"; existing run(s) {', '.join(existing)}" if existing else ""
+    if dry_run:
+        counted = f"would start {found['would_start']} new run(s)"
+    else:
+        counted = f"fired: {len(new)} new run(s){' ' + ', '.join(new) if new else ''}"
+    console.print(f"{found['count']} event(s) {would}re-driven; {counted}{named}")
 
 
 _SENSOR_STYLE = {"starting": "dim", "watching": "green", "failing": "red", "stopped": "dim"}

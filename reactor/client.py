@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -156,6 +156,31 @@ def _cancel(run_id: str, task: str | None, actor: str | None) -> _Operation[dict
     return answer
 
 
+def _repair(
+    run_id: str,
+    tasks: Sequence[str] | None,
+    params: Mapping[str, Any] | None,
+    latest: bool,
+    actor: str | None,
+) -> _Operation[dict[str, Any]]:
+    body: dict[str, Any] = {"latest": latest}
+    if tasks is not None:
+        body["tasks"] = list(tasks)
+    if params:
+        body["params"] = dict(params)
+    headers = {"content-type": "application/json"} | ({"x-actor": actor} if actor else {})
+    answer: dict[str, Any] = yield from _call(
+        _Request(
+            "POST",
+            f"/api/runs/{quote(run_id, safe='')}/repair",
+            ok=(202,),
+            content=json.dumps(body).encode(),
+            headers=headers,
+        )
+    )
+    return answer
+
+
 def _pause(
     pipeline: str, trigger: str | None, replay: bool | None, actor: str | None, *, resume: bool
 ) -> _Operation[dict[str, Any]]:
@@ -201,6 +226,40 @@ def _backfill(
     headers = {"content-type": "application/json"} | ({"x-actor": actor} if actor else {})
     answer: dict[str, Any] = yield from _call(
         _Request("POST", "/api/backfills", ok=(200, 201), content=content, headers=headers)
+    )
+    return answer
+
+
+def _redrive(
+    event_id: str | None,
+    source: str | None,
+    type_: str | None,
+    start: datetime | str | None,
+    end: datetime | str | None,
+    pipeline: str | None,
+    trigger: str | None,
+    dry_run: bool,
+    limit: int | None,
+    actor: str | None,
+) -> _Operation[dict[str, Any]]:
+    def text(moment: datetime | str | None) -> str | None:
+        return moment.isoformat() if isinstance(moment, datetime) else moment
+
+    fields = {
+        "id": event_id,
+        "source": source,
+        "type": type_,
+        "from": text(start),
+        "to": text(end),
+        "pipeline": pipeline,
+        "trigger": trigger,
+        "limit": limit,
+    }
+    body: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+    body["dry_run"] = dry_run
+    headers = {"content-type": "application/json"} | ({"x-actor": actor} if actor else {})
+    answer: dict[str, Any] = yield from _call(
+        _Request("POST", "/api/events/redrive", content=json.dumps(body).encode(), headers=headers)
     )
     return answer
 
@@ -375,6 +434,20 @@ class Client(_Base):
         (answers ``{run_id, task_id, cancelling}``); ``actor`` is recorded as who asked."""
         return self._drive(_cancel(run_id, task, actor))
 
+    def repair(
+        self,
+        run_id: str,
+        *,
+        tasks: Sequence[str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        latest: bool = False,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Repair a finished run: rerun its not-succeeded tasks (or ``tasks``) and all their
+        descendants, keeping the others' outputs; answers the run, running again, with
+        ``repair: {number, tasks, rerun}`` (see docs/repair.md)."""
+        return self._drive(_repair(run_id, tasks, params, latest, actor))
+
     def pause(
         self, pipeline: str, *, trigger: str | None = None, actor: str | None = None
     ) -> dict[str, Any]:
@@ -394,6 +467,30 @@ class Client(_Base):
         held while paused would have started, false drops them, ``None`` resumes only if
         there are none. Answers ``{key, replayed, dropped, run_ids, ...}``."""
         return self._drive(_pause(pipeline, trigger, replay, actor, resume=True))
+
+    def redrive(
+        self,
+        event_id: str | None = None,
+        *,
+        source: str | None = None,
+        type: str | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        pipeline: str | None = None,
+        trigger: str | None = None,
+        dry_run: bool = False,
+        limit: int | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Decide stored events again with today's triggers: one (``event_id``, with
+        ``source`` when several sources used the id) or those of ``type`` (a glob) received
+        from ``start`` (a time, or a duration back from now like ``"2h"``) to ``end``.
+        ``pipeline``/``trigger`` restrict the triggers decided again. A trigger that started
+        a run for an event before starts nothing: the answer names the existing run.
+        Answers ``{count, new_run_ids, existing_run_ids, events: [...]}``."""
+        return self._drive(
+            _redrive(event_id, source, type, start, end, pipeline, trigger, dry_run, limit, actor)
+        )
 
     def backfill(
         self,
@@ -535,6 +632,18 @@ class AsyncClient(_Base):
         """Cancel a run or one of its running tasks (see :meth:`Client.cancel`)."""
         return await self._drive(_cancel(run_id, task, actor))
 
+    async def repair(
+        self,
+        run_id: str,
+        *,
+        tasks: Sequence[str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        latest: bool = False,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Repair a finished run (see :meth:`Client.repair`)."""
+        return await self._drive(_repair(run_id, tasks, params, latest, actor))
+
     async def pause(
         self, pipeline: str, *, trigger: str | None = None, actor: str | None = None
     ) -> dict[str, Any]:
@@ -551,6 +660,25 @@ class AsyncClient(_Base):
     ) -> dict[str, Any]:
         """Resume a paused pipeline or trigger (see :meth:`Client.resume`)."""
         return await self._drive(_pause(pipeline, trigger, replay, actor, resume=True))
+
+    async def redrive(
+        self,
+        event_id: str | None = None,
+        *,
+        source: str | None = None,
+        type: str | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        pipeline: str | None = None,
+        trigger: str | None = None,
+        dry_run: bool = False,
+        limit: int | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Decide stored events again (see :meth:`Client.redrive`)."""
+        return await self._drive(
+            _redrive(event_id, source, type, start, end, pipeline, trigger, dry_run, limit, actor)
+        )
 
     async def backfill(
         self,

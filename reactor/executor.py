@@ -144,8 +144,11 @@ class RunExecutor:
         pools: Pools | None = None,
         max_output: int = DEFAULT_MAX_OUTPUT,
         children: ChildRuns | None = None,
+        retry_base: Mapping[str, int] | None = None,
     ) -> None:
         self.run = run
+        #: Attempts made before a repair, per task: they do not use up its retries.
+        self._retry_base = dict(retry_base or {})
         self.pipeline = pipeline
         self.events = list(events)
         self.store = store
@@ -259,7 +262,8 @@ class RunExecutor:
                 continue
             task = self.pipeline.tasks[record.task_id]
             # A loop goes on with its unfinished iterations whatever its own attempts.
-            _take_over_crashed(record, None if task.inner else task.retries.max, now)
+            base = self._retry_base.get(record.task_id, 0)
+            _take_over_crashed(record, None if task.inner else task.retries.max + base, now)
             changed.append(record)
         return changed
 
@@ -403,9 +407,11 @@ class RunExecutor:
                 self._write([record], [attempt])
                 self._task_changed(record)
                 return
-            again, why = self._retry(policy, failure, record.attempts, extra)
+            # Attempts before a repair are history: the repair has its own retries.
+            tries = record.attempts - self._retry_base.get(record.task_id, 0)
+            again, why = self._retry(policy, failure, tries, extra)
             if again:
-                delay = policy.delay(record.attempts)
+                delay = policy.delay(tries)
                 record.error = failure.error
                 self._log(
                     record.task_id,
@@ -577,7 +583,8 @@ class RunExecutor:
                 record = TaskRecord(self.run.id, task_id)
                 new.append(record)
             elif record.status == "running":
-                _take_over_crashed(record, retries, self.clock.now())
+                base = self._retry_base.get(task_id, 0)
+                _take_over_crashed(record, retries + base, self.clock.now())
                 new.append(record)
             elif record.status not in FINAL_TASK_STATES:
                 record.status = "pending"

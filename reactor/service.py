@@ -53,13 +53,29 @@ from reactor.pipelines import (
     open_hooks,
 )
 from reactor.recovery import is_dead, kill_orphans
+from reactor.redrive import (
+    MAX_EVENTS,
+    EventRedriven,
+    RedriveError,
+    Redriven,
+    RedriveRequest,
+    UnknownEvent,
+)
 from reactor.registry import Registry, default_registry
+from reactor.repair import (
+    RepairError,
+    RepairPlan,
+    plan_repair,
+    repair_number,
+    repair_reason,
+    reset_records,
+)
 from reactor.retention import retention_loop
 from reactor.rules import RuleEngine, run_key
 from reactor.sensors import EmitResult, SensorContext, SensorHealth
 from reactor.specs import HookReceiver, HttpIngress, TriggerSpec, run_event_source
-from reactor.store import RunRecord, Store, StoredEvent, TaskRecord
-from reactor.store.base import BackfillRow, OutcomeToRecord
+from reactor.store import LogLine, RunRecord, Store, StoredEvent, TaskRecord
+from reactor.store.base import Admitted, BackfillRow, OutcomeToRecord
 from reactor.store.records import FINAL_RUN_STATES, DeadLetter, ProcessRecord, WindowRow
 
 __all__ = ["PublishResult", "Reactor", "Settings"]
@@ -120,18 +136,23 @@ class _Envelope:
     #: replace theirs in the event's ``previous`` outcome.
     only: frozenset[str] | None = None
     previous: list[dict[str, Any]] = field(default_factory=list)
+    #: The records of the triggers decided (a re-drive answers with them), and the runs
+    #: they name that existed already (their run key was taken: nothing new started).
+    decided: list[dict[str, Any]] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
 
 
 def _outputs(records: Iterable[TaskRecord]) -> dict[str, Any]:
     return {r.task_id: r.output for r in records if r.status == "succeeded"}
 
 
-def _run_event(run: RunRecord, outputs: dict[str, Any]) -> Event:
-    """``reactor.run.<status>``: the end of ``run``; its id is the run's, so it dedupes."""
+def _run_event(run: RunRecord, outputs: dict[str, Any], repair: int | None = None) -> Event:
+    """``reactor.run.<status>``: the end of ``run``; its id is the run's, so it dedupes
+    (``RUN_ID/repair-N`` for the end of repair ``N``: a new end, heard again)."""
     return Event(
         type=f"reactor.run.{run.status}",
         source=run_event_source(run.pipeline),
-        id=run.id,
+        id=run.id if repair is None else f"{run.id}/repair-{repair}",
         time=run.ended_at or run.created_at,
         subject=run.pipeline,
         data={
@@ -274,6 +295,8 @@ class Reactor:
         self._queued: dict[str, deque[tuple[RunRecord, list[Event]]]] = defaultdict(deque)
         self._runs: dict[str, RunExecutor] = {}
         self._run_done: dict[str, anyio.Event] = {}
+        #: Runs being repaired here: the repair's number, for the id of the run's end event.
+        self._repairs: dict[str, int] = {}
         self._sensors: dict[str, _SensorSlot] = {}
         self._bus = Bus[_Envelope](self.settings.bus_capacity)
         self._rule_inbox = self._bus.subscribe()
@@ -715,20 +738,19 @@ class Reactor:
         decided = [
             self._decide(envelope.event, planned_here, now, envelope.only) for envelope in batch
         ]
-        admitted = await self.store.record_outcomes(
-            [
-                OutcomeToRecord(
-                    envelope.event,
-                    decision.outcome
-                    if envelope.only is None
-                    else _replaced(envelope.previous, decision.outcome),
-                    [run for run, _, _ in decision.planned],
-                    decision.windows,
-                )
-                for envelope, decision in zip(batch, decided, strict=True)
-            ],
-            now,
-        )
+        outcomes = [
+            OutcomeToRecord(
+                envelope.event,
+                decision.outcome
+                if envelope.only is None
+                else _replaced(envelope.previous, decision.outcome),
+                [run for run, _, _ in decision.planned],
+                decision.windows,
+            )
+            for envelope, decision in zip(batch, decided, strict=True)
+        ]
+        admitted = await self.store.record_outcomes(outcomes, now)
+        await self._name_existing_runs(batch, decided, outcomes, admitted, now)
         for envelope, result in zip(batch, admitted, strict=True):
             if isinstance(result, Exception):
                 logger.error(
@@ -753,6 +775,41 @@ class Reactor:
             self._windows_changed.set()
         for name in planned_here:
             self._start_queued(name)
+
+    async def _name_existing_runs(
+        self,
+        batch: list[_Envelope],
+        decided: list[_Decided],
+        outcomes: list[OutcomeToRecord],
+        admitted: list[list[Admitted] | Exception],
+        now: datetime,
+    ) -> None:
+        """Where a run key was taken already (an event decided again: a re-drive, a
+        recovery), the outcome names the run that exists, not the one planned in vain."""
+        fixed: list[OutcomeToRecord] = []
+        for envelope, decision, outcome, result in zip(
+            batch, decided, outcomes, admitted, strict=True
+        ):
+            envelope.decided = decision.outcome
+            if isinstance(result, Exception):
+                continue
+            existing = {
+                planned.id: run.run.id
+                for (planned, _, _), run in zip(decision.planned, result, strict=True)
+                if not run.new
+            }
+            if not existing:
+                continue
+            envelope.existing = list(existing.values())
+            for record in decision.outcome:
+                if record.get("run_id") in existing:
+                    record["run_id"] = existing[record["run_id"]]
+                    record["reason"] = f"{record['reason']}; run {record['run_id']} existed already"
+            fixed.append(OutcomeToRecord(outcome.event, outcome.decisions, []))
+        if fixed:
+            for problem in await self.store.record_outcomes(fixed, now):
+                if isinstance(problem, Exception):
+                    logger.error("naming the existing runs in an outcome failed: %s", problem)
 
     def _decide(
         self,
@@ -968,7 +1025,11 @@ class Reactor:
         self._queued[run.pipeline].append((run, events))
 
     def _start(
-        self, run: RunRecord, events: list[Event], resume: list[TaskRecord] | None = None
+        self,
+        run: RunRecord,
+        events: list[Event],
+        resume: list[TaskRecord] | None = None,
+        retry_base: Mapping[str, int] | None = None,
     ) -> None:
         assert self._tg is not None
         pipeline = self._versions.get((run.pipeline, run.version)) or self.pipelines[run.pipeline]
@@ -988,6 +1049,7 @@ class Reactor:
             pools=self.pools,
             max_output=self.config.limits.max_output,
             children=self,
+            retry_base=retry_base,
         )
         self._runs[run.id] = executor
         self._run_slots.acquire(run.pipeline, run.id)
@@ -1047,9 +1109,10 @@ class Reactor:
 
         A lost event (the store failed, the process died) is made again at the next start.
         """
+        repair = self._repairs.pop(run.id, None)
         if run.status not in FINAL_RUN_STATES:
             return  # cut off before its end was recorded: the next start takes it over
-        event = _run_event(run, outputs)
+        event = _run_event(run, outputs, repair)
         try:
             # A run end no trigger can match is stored as evaluated: no rule-loop pass.
             unheard = not self._rules.candidates(event)
@@ -1165,7 +1228,18 @@ class Reactor:
             )
             self._run_done[run.id] = anyio.Event()
             self._versions[(run.pipeline, run.version)] = pipeline
-            self._start(run, await self._events_of(run), await self.store.task_runs(run.id))
+            base: Counter[str] = Counter()
+            if (repair := repair_number(run.reason)) is not None:
+                # A repair started the run again at ``started_at``: the attempts before are
+                # history and do not use up the repaired tasks' retries.
+                self._repairs[run.id] = repair
+                base.update(
+                    a.task_id
+                    for a in await self.store.attempts(run.id)
+                    if run.started_at is not None and a.started_at < run.started_at
+                )
+            tasks = await self.store.task_runs(run.id)
+            self._start(run, await self._events_of(run), tasks, base)
 
     async def _evaluate_pending_events(self) -> None:
         """Evaluate events that were stored but never evaluated (a crash in between)."""
@@ -1257,6 +1331,84 @@ class Reactor:
             await self.store.set_run_status(run.id, "cancelled", at=run.ended_at, reason=reason)
             return run
         return await self.wait_run(run_id)
+
+    async def repair(
+        self,
+        run_id: str,
+        *,
+        tasks: Sequence[str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        latest: bool = False,
+        actor: str = "api",
+    ) -> tuple[RunRecord, RepairPlan]:
+        """Run again the not-succeeded tasks of a finished run (or ``tasks``) and all their
+        descendants, keeping the other tasks' outputs: a new attempt of the same run, with
+        the version it used (the current one with ``latest``) and ``params`` changed.
+
+        Raises :class:`AdmissionError` for an unknown run, :class:`RepairError` when the
+        repair is refused (``UnknownTaskError`` for a task the pipeline does not have).
+        """
+        if not self._accepting:
+            raise AdmissionError("the service is stopping and does not accept repairs")
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise AdmissionError(f"no run {run_id!r}")
+        current = self.pipelines.get(run.pipeline)
+        if current is None:
+            raise RepairError(f"run {run_id}: pipeline {run.pipeline!r} no longer exists")
+        pipeline = current if latest else (await self._version_of(run)) or current
+        stored = await self.store.task_runs(run_id)
+        statuses = {r.task_id: r.status for r in stored}
+        try:
+            plan = plan_repair(run.status, pipeline.order, pipeline.needs, statuses, tasks)
+        except RepairError as exc:
+            raise type(exc)(f"run {run_id}: {exc}") from exc
+        kept = {k: v for k, v in run.params.items() if k in pipeline.params}
+        try:
+            checked = check_params(pipeline.params, {**kept, **(params or {})})
+        except ParamError as exc:
+            raise RepairError(f"run {run_id}: {exc}") from exc
+        if self._plan(pipeline) != "start":
+            limit = pipeline.spec.concurrency.max_active_runs
+            raise RepairError(
+                f"run {run_id}: {run.pipeline} already has {limit} active runs;"
+                " repair it when one has ended"
+            )
+        number = (repair_number(run.reason) or 0) + 1
+        source = run_event_source(run.pipeline)
+        while await self.store.get_event(source, f"{run.id}/repair-{number}") is not None:
+            number += 1
+        reason = repair_reason(number, actor, plan)
+        now = self.clock.now()
+        reopened = await self.store.reopen_run(
+            run.id,
+            version=pipeline.version,
+            params=checked,
+            reason=reason,
+            owner=self.owner,
+            at=now,
+        )
+        if not reopened:
+            raise RepairError(f"run {run_id} is no longer finished (repaired already?)")
+        changed = reset_records(stored, plan)
+        await self.store.save_tasks(changed)
+        await self.store.append_logs(
+            [
+                LogLine(run.id, r.task_id, r.attempts + 1, "system", now, f"{reason} (was {s})")
+                for r in changed
+                if r.task_id in plan.reset
+                for s in [statuses[r.task_id]]
+            ]
+        )
+        run = await self.store.get_run(run_id)
+        assert run is not None
+        logger.info("run %s of %s: %s", run.id, run.pipeline, reason)
+        self._versions[(pipeline.name, pipeline.version)] = pipeline
+        self._run_done[run.id] = anyio.Event()
+        self._repairs[run.id] = number
+        base = {r.task_id: r.attempts for r in changed}
+        self._start(run, await self._events_of(run), await self.store.task_runs(run.id), base)
+        return run, plan
 
     def cancel_task(self, run_id: str, task_id: str, *, actor: str) -> None:
         """Cancel one running (or waiting) task of a run this process runs; the rest of the
@@ -1421,6 +1573,123 @@ class Reactor:
         if run.status not in FINAL_RUN_STATES:
             raise AdmissionError(f"run {run_id} is {run.status} and not handled by this process")
         return run
+
+    # Re-drive (reactor/redrive.py): stored events decided again, through the pause-replay
+    # path; run keys (trigger + event) make a second re-drive start nothing.
+
+    async def redrive(self, request: RedriveRequest, *, actor: str) -> Redriven:
+        """Decide the events ``request`` selects again for today's triggers (those of
+        ``request.pipeline``/``trigger`` alone if given); their new records replace the old
+        ones in each event's outcome. A trigger that started a run for an event before
+        starts nothing and names that run.
+
+        Raises :class:`UnknownEvent` for an event not stored, :class:`RedriveError` for an
+        unknown pipeline or trigger or more than ``request.limit`` events.
+        """
+        if not request.dry_run and not self._accepting:
+            raise AdmissionError("the service is stopping and does not re-drive events")
+        triggers = self._redrive_triggers(request.pipeline, request.trigger)
+        selected = await self._redrive_events(request)
+        logger.info(
+            "%s %d event(s) for %s, asked by %s",
+            "dry run of re-driving" if request.dry_run else "re-driving",
+            len(selected),
+            _what(request.pipeline, request.trigger) if request.pipeline else "every trigger",
+            actor,
+        )
+        if request.dry_run:
+            return Redriven(True, actor, [await self._redrive_dry(s, triggers) for s in selected])
+        done: list[EventRedriven] = []
+        for start in range(0, len(selected), _RULE_BATCH):
+            page = selected[start : start + _RULE_BATCH]
+            batch = [
+                _Envelope(stored.event, only=triggers, previous=list(stored.outcome or []))
+                for stored in page
+            ]
+            await self._evaluate_batch(batch)
+            for stored, envelope in zip(page, batch, strict=True):
+                if envelope.error is not None:
+                    raise envelope.error
+                new = [r for r in envelope.run_ids if r not in envelope.existing]
+                done.append(EventRedriven(stored, envelope.decided, new, envelope.existing))
+        return Redriven(False, actor, done)
+
+    def _redrive_triggers(
+        self, pipeline_name: str | None, trigger_id: str | None
+    ) -> frozenset[str]:
+        """The keys of the triggers a re-drive decides again."""
+        if pipeline_name is None:
+            return frozenset(t.key for p in self.pipelines.values() for t in p.triggers)
+        try:
+            self._pause_target(pipeline_name, trigger_id)
+        except AdmissionError as exc:
+            raise RedriveError(str(exc)) from None
+        pipeline = self.pipelines[pipeline_name]
+        return frozenset(
+            t.key for t in pipeline.triggers if trigger_id is None or t.id == trigger_id
+        )
+
+    async def _redrive_events(self, request: RedriveRequest) -> list[StoredEvent]:
+        if request.event_id is not None:
+            if request.source is not None:
+                one = await self.store.get_event(request.source, request.event_id)
+                if one is None:
+                    raise UnknownEvent(
+                        f"no event {request.event_id!r} from source {request.source!r}"
+                    )
+                return [one]
+            same = await self.store.find_events(request.event_id, 11)
+            if not same:
+                raise UnknownEvent(f"no event {request.event_id!r}")
+            if len(same) > 1:
+                sources = ", ".join(s.event.source for s in same[:10])
+                raise RedriveError(
+                    f"{len(same) if len(same) <= 10 else 'more than 10'} events have id"
+                    f" {request.event_id!r} (sources: {sources}): give the source too"
+                )
+            return same
+        assert request.start is not None
+        selected: list[StoredEvent] = []
+        after: tuple[datetime, int] | None = None
+        while page := await self.store.events_received(
+            request.start, after=after, limit=_PAUSE_PAGE
+        ):
+            for stored in page:
+                if request.end is not None and stored.received_at >= request.end:
+                    return selected
+                if not request.selects(stored):
+                    continue
+                if len(selected) == request.limit:
+                    raise RedriveError(
+                        f"more than {request.limit} events match; narrow the type or the time"
+                        f" window (one re-drive takes at most {MAX_EVENTS})"
+                    )
+                selected.append(stored)
+            if len(page) < _PAUSE_PAGE:
+                break
+            after = (page[-1].received_at, page[-1].seq)
+        return selected
+
+    async def _redrive_dry(self, stored: StoredEvent, triggers: frozenset[str]) -> EventRedriven:
+        """What re-driving ``stored`` would decide; nothing is recorded or started."""
+        shown = EventRedriven(stored, [])
+        for decision in self._rules.evaluate(stored.event, self.env):
+            if decision.trigger not in triggers:
+                continue
+            record = decision.to_json()
+            shown.decisions.append(record)
+            if (pause := self._paused.get(decision.trigger)) is not None:
+                record.update(fired=False, outcome="paused", reason=pause.reason)
+            elif decision.fired:
+                key = run_key(decision.trigger, stored.event)
+                found = await self.store.runs_with_key_prefix(decision.pipeline, key)
+                if existing := [run.id for run in found if run.run_key == key]:
+                    record["run_id"] = existing[0]
+                    record["reason"] = f"{record['reason']}; run {existing[0]} existed already"
+                    shown.existing_run_ids.extend(existing)
+                else:
+                    shown.would_start += 1
+        return shown
 
     # Backfills (reactor/backfill.py): one run per logical time, ``concurrency`` at a time.
 

@@ -18,6 +18,9 @@ from reactor.durations import parse_duration
 from reactor.errors import AdmissionError, StoreError
 from reactor.explain import explain_event, explain_pipeline
 from reactor.pauses import Pause
+from reactor.redrive import RedriveError, UnknownEvent
+from reactor.redrive import parse_request as parse_redrive
+from reactor.repair import RepairError, UnknownTaskError, repair_number
 from reactor.specs import Schedule
 
 if TYPE_CHECKING:
@@ -91,6 +94,29 @@ def _pause_request(body: Any, *, resume: bool) -> tuple[str | None, bool | None]
     if replay is not None and not isinstance(replay, bool):
         return "replay: must be true, false or null"
     return trigger, replay
+
+
+_REPAIR_SHAPE = '{"tasks"?: ["id", ...], "params"?: {...}, "latest"?: true|false}'
+
+
+def _repair_request(body: Any) -> tuple[list[str] | None, dict[str, Any], bool] | str:
+    """``(tasks, params, latest)`` from a repair body, or what is wrong with it."""
+    if not isinstance(body, dict):
+        return f"body must be an object like {_REPAIR_SHAPE}"
+    if unknown := sorted(set(body) - {"tasks", "params", "latest"}):
+        return f"unknown field(s) {', '.join(unknown)}; body must be like {_REPAIR_SHAPE}"
+    tasks = body.get("tasks")
+    if tasks is not None and (
+        not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks)
+    ):
+        return "tasks: must be a list of task ids (strings)"
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        return "params: must be an object of param values"
+    latest = body.get("latest", False)
+    if not isinstance(latest, bool):
+        return "latest: must be true or false"
+    return tasks, params, latest
 
 
 def _no_constant(name: str) -> Any:
@@ -345,6 +371,36 @@ def create_app(reactor: Reactor) -> FastAPI:
             return _error(404 if await reactor.store.get_run(run_id) is None else 409, str(exc))
         return JSONResponse(run.to_json())
 
+    @app.post("/api/runs/{run_id}/repair", status_code=202)
+    async def repair_run(run_id: str, request: Request) -> Response:
+        try:
+            body = await _json_body(request) or {}
+        except ValueError as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        found = _repair_request(body)
+        if isinstance(found, str):
+            return _error(422, found)
+        tasks, params, latest = found
+        actor = request.headers.get("x-actor", "api")
+        try:
+            run, plan = await reactor.repair(
+                run_id, tasks=tasks, params=params, latest=latest, actor=actor
+            )
+        except UnknownTaskError as exc:
+            return _error(422, str(exc))
+        except RepairError as exc:
+            return _error(409, str(exc))
+        except AdmissionError as exc:
+            if not reactor.accepting:
+                return _error(503, str(exc))
+            return _error(404, str(exc))
+        repair = {
+            "number": repair_number(run.reason),
+            "tasks": list(plan.chosen),
+            "rerun": list(plan.reset),
+        }
+        return JSONResponse(run.to_json() | {"repair": repair}, status_code=202)
+
     @app.post("/api/runs/{run_id}/tasks/{task_id}/cancel", status_code=202)
     async def cancel_task(run_id: str, task_id: str, request: Request) -> Response:
         actor = request.headers.get("x-actor", "api")
@@ -416,6 +472,24 @@ def create_app(reactor: Reactor) -> FastAPI:
             return _error(404 if missing else 409, str(exc))
         runs = await reactor.backfill_runs(cancelled)
         return JSONResponse(backfill_json(cancelled, runs, with_runs=True))
+
+    # Re-drive: stored events decided again by today's triggers (reactor/redrive.py).
+    @app.post("/api/events/redrive")
+    async def redrive(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+        except ValueError as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        try:
+            asked = parse_redrive(body, reactor.clock.now())
+            done = await reactor.redrive(asked, actor=request.headers.get("x-actor", "api"))
+        except UnknownEvent as exc:
+            return _error(404, str(exc))
+        except RedriveError as exc:
+            return _error(422, str(exc))
+        except AdmissionError as exc:
+            return _error(503, str(exc))
+        return JSONResponse(done.to_json())
 
     # Explanations: why an event fired or not, why a pipeline ran or not (reactor/explain.py).
     @app.get("/api/events/{event_id}/explain")

@@ -283,6 +283,21 @@ class Store(Protocol):
         """Take over a run from ``old_owner``; ``False`` if someone else already did."""
         ...
 
+    async def reopen_run(
+        self,
+        run_id: str,
+        *,
+        version: str,
+        params: dict[str, Any],
+        reason: str,
+        owner: str,
+        at: datetime,
+    ) -> bool:
+        """Set a finished run ``running`` again (a repair) owned by ``owner``, with ``version``,
+        ``params`` and ``reason``, started ``at`` and its end cleared; ``False`` if it is
+        not finished."""
+        ...
+
     # Tasks
     async def save_tasks(
         self,

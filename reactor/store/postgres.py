@@ -631,6 +631,30 @@ class PostgresStore:
             )
         return result == "UPDATE 1"
 
+    async def reopen_run(
+        self,
+        run_id: str,
+        *,
+        version: str,
+        params: dict[str, Any],
+        reason: str,
+        owner: str,
+        at: datetime,
+    ) -> bool:
+        with self._failing(f"reopen run {run_id}") as pool:
+            result: str = await pool.execute(
+                "UPDATE runs SET status = 'running', version = $1, params = $2, reason = $3,"
+                " owner = $4, started_at = $5, ended_at = NULL"
+                " WHERE id = $6 AND status IN ('succeeded', 'failed', 'cancelled')",
+                version,
+                json.dumps(params),
+                reason,
+                owner,
+                ts(at),
+                run_id,
+            )
+        return result == "UPDATE 1"
+
     # Tasks
 
     async def save_tasks(

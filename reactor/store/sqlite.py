@@ -691,6 +691,27 @@ class SqliteStore:
 
         return await self._writer.call(op)
 
+    async def reopen_run(
+        self,
+        run_id: str,
+        *,
+        version: str,
+        params: dict[str, Any],
+        reason: str,
+        owner: str,
+        at: datetime,
+    ) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE runs SET status = 'running', version = ?, params = ?, reason = ?,"
+                " owner = ?, started_at = ?, ended_at = NULL"
+                " WHERE id = ? AND status IN ('succeeded', 'failed', 'cancelled')",
+                (version, json.dumps(params), reason, owner, ts(at), run_id),
+            )
+            return cursor.rowcount == 1
+
+        return await self._writer.call(op)
+
     # Tasks
 
     async def save_tasks(
