@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import logging
 import re
@@ -34,7 +35,9 @@ __all__ = [
     "KAFKA_MESSAGE",
     "KafkaSensor",
     "KafkaTriggerSpec",
+    "attributes_event",
     "decode_value",
+    "letter_event",
     "message_event",
     "message_ref",
 ]
@@ -42,6 +45,8 @@ __all__ = [
 KAFKA_MESSAGE = "reactor.kafka.message"
 
 logger = logging.getLogger("reactor.kafka")
+#: How long a commit may take (also at a stop) before its messages are left to redelivery.
+_COMMIT_TIMEOUT = 10.0
 
 #: How long one fetch waits for messages when there are none (the loop then checks health).
 _IDLE_FETCH_MS = 1000
@@ -126,6 +131,9 @@ class KafkaTriggerSpec(TriggerSpec):
     def event_filter(self, trigger_key: str) -> EventFilter:
         return EventFilter(KAFKA_MESSAGE, sensor_source(trigger_key))
 
+    def letter_event(self, payload: Any, source: str, decode: str | None) -> Event | None:
+        return letter_event(payload, source, decode or self.decode)
+
     def group_id(self, trigger_key: str) -> str:
         """The consumer group: ``group:``, else one per trigger (``reactor.<pipeline>.<id>``)."""
         return self.group or "reactor." + trigger_key.replace("/", ".")
@@ -176,15 +184,70 @@ def _timestamp(millis: int) -> datetime:
 
 def message_event(message: ConsumerRecord[bytes, bytes], source: str, decode: str) -> Event:
     """The event of one message; raises :class:`UndecodableValue`."""
+    return attributes_event(_attributes(message), message.value, source, decode)
+
+
+def attributes_event(
+    attributes: dict[str, Any], value: bytes | None, source: str, decode: str
+) -> Event:
+    """The event of a message given as its attributes (topic, partition, offset, key,
+    headers, timestamp: what a dead letter keeps) and raw value; raises
+    :class:`UndecodableValue`."""
     return Event(
         type=KAFKA_MESSAGE,
         source=source,
-        id=message_ref(message),
-        time=_timestamp(message.timestamp),
-        subject=message.topic,
-        data=decode_value(message.value, decode),
-        extensions={"kafka": _attributes(message)},
+        id=f"{attributes['topic']}/{attributes['partition']}/{attributes['offset']}",
+        time=datetime.fromisoformat(attributes["timestamp"]),
+        subject=attributes["topic"],
+        data=decode_value(value, decode),
+        extensions={"kafka": attributes},
     )
+
+
+_DECODINGS = ("json", "text", "bytes")
+_LETTER_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "topic": str,
+    "partition": int,
+    "offset": int,
+    "key": (str, type(None)),
+    "headers": dict,
+    "timestamp": str,
+}
+
+
+def letter_event(payload: Any, source: str, decode: str) -> Event:
+    """The event a dead letter's payload (see ``_dead_payload``) stands for, its value read
+    with ``decode``; :class:`ValueError` names what is missing or why it does not decode."""
+    if decode not in _DECODINGS:
+        raise ValueError(f"decode must be json, text or bytes, got {decode!r}")
+    if not isinstance(payload, dict):
+        payload = {}
+    wrong = [
+        name
+        for name, kind in _LETTER_FIELDS.items()
+        if name not in payload
+        or not isinstance(payload[name], kind)
+        or (kind is int and isinstance(payload[name], bool))
+    ]
+    if "value_base64" not in payload or not isinstance(payload["value_base64"], str | None):
+        wrong.append("value_base64")
+    if wrong:
+        raise ValueError(
+            "this dead letter cannot be re-driven: its payload lacks a valid"
+            f" {', '.join(wrong)} (a Kafka message's dead letter has"
+            f" {', '.join([*_LETTER_FIELDS, 'value_base64'])})"
+        )
+    attributes = {name: payload[name] for name in _LETTER_FIELDS}
+    try:
+        datetime.fromisoformat(attributes["timestamp"])
+        encoded = payload["value_base64"]
+        value = None if encoded is None else base64.b64decode(encoded, validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise ValueError(f"this dead letter cannot be re-driven: {exc}") from None
+    try:
+        return attributes_event(attributes, value, source, decode)
+    except UndecodableValue as exc:
+        raise ValueError(f"it still does not decode as {decode}: {exc}") from None
 
 
 def _dead_payload(message: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
@@ -423,11 +486,16 @@ class KafkaSensor:
     async def _commit(
         self, ctx: SensorContext, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
     ) -> None:
-        from aiokafka.errors import CommitFailedError, IllegalStateError
+        from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
         try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group rebalanced under us: whoever gets these partitions is sent the
-            # messages again, and their ids make them duplicates. Nothing is lost.
+            # Shielded and bounded: the events are durable already, so a stop waits a moment
+            # for the commit rather than leaving aiokafka's request to fail unobserved once
+            # the connection closes.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_COMMIT_TIMEOUT):
+                await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            # The group rebalanced or the broker went away: whoever reads these partitions
+            # next is sent the messages again, and their ids make them duplicates. Nothing
+            # is lost.
             logger.info("sensor %s: offsets not committed (%s)", ctx.trigger_key, exc)

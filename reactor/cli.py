@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import getpass
 import importlib.util
 import json
@@ -780,6 +781,14 @@ def resume(
         console.print(f"{key} resumed: no event was received while paused")
 
 
+class _Decoding(enum.StrEnum):
+    """How ``--decode`` reads a dead letter's value."""
+
+    json = "json"
+    text = "text"
+    bytes = "bytes"
+
+
 @app.command()
 def redrive(
     event_id: Annotated[
@@ -816,15 +825,35 @@ def redrive(
         int | None,
         typer.Option(min=1, max=10_000, help="Refuse if more events than this match."),
     ] = None,
+    dead_letter: Annotated[
+        int | None,
+        typer.Option(
+            "--dead-letter",
+            min=1,
+            metavar="SEQ",
+            help="Re-drive the event this dead letter (its seq) stands for, rebuilt and stored.",
+        ),
+    ] = None,
+    decode: Annotated[
+        _Decoding | None,
+        typer.Option(help="With --dead-letter: read its value so (default: its trigger's)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Decide stored events again with today's triggers (a pipeline or trigger fixed or added
     since they came in). A trigger that already started a run for an event starts nothing
-    new (run keys are trigger + event): re-driving twice is safe."""
+    new (run keys are trigger + event): re-driving twice is safe. --dead-letter SEQ turns a
+    dead letter back into its event (stored under its usual id) and decides it."""
     from reactor.client import Client
 
-    if (event_id is None) == (type_ is None):
+    if decode is not None and dead_letter is None:
+        raise _fail("--decode goes with --dead-letter", 2)
+    if dead_letter is not None and (event_id or type_ or source or since or start or end):
+        raise _fail("--dead-letter re-drives one dead letter: give no EVENT_ID or other filter", 2)
+    if dead_letter is not None and (dry_run or limit is not None):
+        raise _fail("--dry-run and --limit do not go with --dead-letter", 2)
+    if dead_letter is None and (event_id is None) == (type_ is None):
         raise _fail("give an EVENT_ID or --type GLOB with --since or --from (one of them)", 2)
     if event_id is not None and (since or start or end):
         raise _fail("--since, --from and --to go with --type, not with an EVENT_ID", 2)
@@ -849,6 +878,8 @@ def redrive(
                 dry_run=dry_run,
                 limit=limit,
                 actor=_actor(),
+                dead_letter=dead_letter,
+                decode=decode.value if decode is not None else None,
             )
     except ReactorError as exc:
         raise _fail(str(exc)) from None

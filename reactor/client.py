@@ -241,6 +241,8 @@ def _redrive(
     dry_run: bool,
     limit: int | None,
     actor: str | None,
+    dead_letter: int | None = None,
+    decode: str | None = None,
 ) -> _Operation[dict[str, Any]]:
     def text(moment: datetime | str | None) -> str | None:
         return moment.isoformat() if isinstance(moment, datetime) else moment
@@ -254,6 +256,8 @@ def _redrive(
         "pipeline": pipeline,
         "trigger": trigger,
         "limit": limit,
+        "dead_letter": dead_letter,
+        "decode": decode,
     }
     body: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
     body["dry_run"] = dry_run
@@ -481,15 +485,34 @@ class Client(_Base):
         dry_run: bool = False,
         limit: int | None = None,
         actor: str | None = None,
+        dead_letter: int | None = None,
+        decode: str | None = None,
     ) -> dict[str, Any]:
         """Decide stored events again with today's triggers: one (``event_id``, with
         ``source`` when several sources used the id) or those of ``type`` (a glob) received
         from ``start`` (a time, or a duration back from now like ``"2h"``) to ``end``.
         ``pipeline``/``trigger`` restrict the triggers decided again. A trigger that started
         a run for an event before starts nothing: the answer names the existing run.
+        ``dead_letter`` (a seq) re-drives the event a dead letter stands for instead,
+        rebuilt as its sensor builds it, its value read with ``decode`` (default: the
+        trigger's own); the event is stored under its usual id, so re-driving the same
+        letter again starts no second run.
         Answers ``{count, new_run_ids, existing_run_ids, events: [...]}``."""
         return self._drive(
-            _redrive(event_id, source, type, start, end, pipeline, trigger, dry_run, limit, actor)
+            _redrive(
+                event_id,
+                source,
+                type,
+                start,
+                end,
+                pipeline,
+                trigger,
+                dry_run,
+                limit,
+                actor,
+                dead_letter,
+                decode,
+            )
         )
 
     def backfill(
@@ -674,10 +697,25 @@ class AsyncClient(_Base):
         dry_run: bool = False,
         limit: int | None = None,
         actor: str | None = None,
+        dead_letter: int | None = None,
+        decode: str | None = None,
     ) -> dict[str, Any]:
         """Decide stored events again (see :meth:`Client.redrive`)."""
         return await self._drive(
-            _redrive(event_id, source, type, start, end, pipeline, trigger, dry_run, limit, actor)
+            _redrive(
+                event_id,
+                source,
+                type,
+                start,
+                end,
+                pipeline,
+                trigger,
+                dry_run,
+                limit,
+                actor,
+                dead_letter,
+                decode,
+            )
         )
 
     async def backfill(

@@ -25,10 +25,23 @@ __all__ = [
 #: One re-drive decides at most this many events: a filter that matches more is refused.
 MAX_EVENTS = 10_000
 
-_FIELDS = ("id", "source", "type", "from", "to", "pipeline", "trigger", "dry_run", "limit")
+_FIELDS = (
+    "id",
+    "source",
+    "type",
+    "from",
+    "to",
+    "dead_letter",
+    "decode",
+    "pipeline",
+    "trigger",
+    "dry_run",
+    "limit",
+)
 _SHAPE = (
     '{"id": ..., "source"?: ...} or {"type": "GLOB", "from": TIME, "to"?: TIME}'
-    ' with "pipeline"?, "trigger"?, "dry_run"?, "limit"?'
+    ' or {"dead_letter": SEQ, "decode"?: ...} with "pipeline"?, "trigger"?, "dry_run"?,'
+    ' "limit"?'
 )
 
 
@@ -37,13 +50,15 @@ class RedriveError(ReactorError):
 
 
 class UnknownEvent(RedriveError):
-    """The event asked for is not stored."""
+    """The event (or dead letter) asked for is not stored."""
 
 
 @dataclass(frozen=True, slots=True)
 class RedriveRequest:
-    """What to re-drive: one event (``event_id``) or those of ``type_glob`` received in
-    ``[start, end)``; ``pipeline``/``trigger`` restrict which triggers decide again."""
+    """What to re-drive: one event (``event_id``), those of ``type_glob`` received in
+    ``[start, end)``, or the event a dead letter stands for (``dead_letter``, its seq,
+    rebuilt with ``decode`` or its trigger's own decoding); ``pipeline``/``trigger``
+    restrict which triggers decide again."""
 
     event_id: str | None = None
     source: str | None = None
@@ -54,6 +69,8 @@ class RedriveRequest:
     trigger: str | None = None
     dry_run: bool = False
     limit: int = MAX_EVENTS
+    dead_letter: int | None = None
+    decode: str | None = None
 
     def selects(self, stored: StoredEvent) -> bool:
         """Whether ``stored`` (received in the window already) passes the type filter."""
@@ -86,6 +103,11 @@ def parse_request(body: Any, now: datetime) -> RedriveRequest:
     limit = body.get("limit", MAX_EVENTS)
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_EVENTS:
         raise RedriveError(f"limit must be a whole number from 1 to {MAX_EVENTS}, got {limit!r}")
+    dead_letter, decode = body.get("dead_letter"), _text(body, "decode")
+    if dead_letter is not None:
+        return _dead_letter_request(body, dead_letter, decode, pipeline, trigger, dry_run)
+    if decode is not None:
+        raise RedriveError("decode goes with dead_letter (it says how to read the letter's value)")
     if event_id is not None:
         if any(body.get(name) is not None for name in ("type", "from", "to")):
             raise RedriveError("id re-drives one event: give it without type, from or to")
@@ -109,6 +131,32 @@ def parse_request(body: Any, now: datetime) -> RedriveRequest:
         dry_run=dry_run,
         limit=limit,
     )
+
+
+def _dead_letter_request(
+    body: dict[str, Any],
+    seq: Any,
+    decode: str | None,
+    pipeline: str | None,
+    trigger: str | None,
+    dry_run: bool,
+) -> RedriveRequest:
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise RedriveError(
+            f"dead_letter must be a dead letter's seq (a whole number >= 1), got {seq!r}"
+        )
+    if others := [
+        n for n in ("id", "source", "type", "from", "to", "limit") if body.get(n) is not None
+    ]:
+        raise RedriveError(
+            f"dead_letter re-drives one dead letter: give it without {', '.join(others)}"
+        )
+    if dry_run:
+        raise RedriveError(
+            "dry_run does not go with dead_letter: re-driving a letter stores its event"
+            " (re-drive it again later: it starts no second run)"
+        )
+    return RedriveRequest(dead_letter=seq, decode=decode, pipeline=pipeline, trigger=trigger)
 
 
 def _instant(value: Any, name: str, now: datetime) -> datetime:

@@ -72,7 +72,7 @@ from reactor.repair import (
 )
 from reactor.retention import retention_loop
 from reactor.rules import RuleEngine, run_key
-from reactor.sensors import EmitResult, SensorContext, SensorHealth
+from reactor.sensors import EmitResult, SensorContext, SensorHealth, sensor_source
 from reactor.specs import HookReceiver, HttpIngress, TriggerSpec, run_event_source
 from reactor.store import LogLine, RunRecord, Store, StoredEvent, TaskRecord
 from reactor.store.base import Admitted, BackfillRow, OutcomeToRecord
@@ -1630,6 +1630,8 @@ class Reactor:
         )
 
     async def _redrive_events(self, request: RedriveRequest) -> list[StoredEvent]:
+        if request.dead_letter is not None:
+            return [await self._redrive_letter(request.dead_letter, request.decode)]
         if request.event_id is not None:
             if request.source is not None:
                 one = await self.store.get_event(request.source, request.event_id)
@@ -1669,6 +1671,39 @@ class Reactor:
                 break
             after = (page[-1].received_at, page[-1].seq)
         return selected
+
+    async def _redrive_letter(self, seq: int, decode: str | None) -> StoredEvent:
+        """Rebuild dead letter ``seq``'s event as its trigger's sensor would and store it
+        under the usual id and source (stored already: a duplicate, kept as it was)."""
+        found = await self.store.dead_letters(limit=1, before=seq + 1)
+        if not found or found[0].seq != seq:
+            raise UnknownEvent(f"no dead letter {seq}")
+        letter = found[0]
+        trigger = next(
+            (t for p in self.pipelines.values() for t in p.triggers if t.key == letter.trigger_key),
+            None,
+        )
+        if trigger is None:
+            raise RedriveError(
+                f"this dead letter cannot be re-driven: its trigger {letter.trigger_key!r}"
+                " is not loaded any more"
+            )
+        source = sensor_source(letter.trigger_key)
+        try:
+            event = trigger.spec.letter_event(letter.payload, source, decode)
+        except ValueError as exc:
+            raise RedriveError(f"dead letter {seq} ({letter.trigger_key}): {exc}") from None
+        if event is None:
+            raise RedriveError(
+                f"this dead letter cannot be re-driven: it is from trigger"
+                f" {letter.trigger_key!r} (on: {trigger.spec.on}), whose letters cannot be"
+                " rebuilt into events"
+            )
+        # Stored unevaluated: a crash before the decision below has recovery decide it.
+        await self._ingest(event)
+        stored = await self.store.get_event(event.source, event.id)
+        assert stored is not None
+        return stored
 
     async def _redrive_dry(self, stored: StoredEvent, triggers: frozenset[str]) -> EventRedriven:
         """What re-driving ``stored`` would decide; nothing is recorded or started."""

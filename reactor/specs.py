@@ -237,6 +237,15 @@ class TriggerSpec(Spec):
         """A finer check than the filter, for kinds that need one (a file pattern)."""
         return True
 
+    def letter_event(self, payload: Any, source: str, decode: str | None) -> Event | None:
+        """The event a dead letter of this trigger's sensor stands for, rebuilt from the
+        letter's ``payload`` as the sensor builds it (``decode`` overrides how its value is
+        read); ``None`` for a kind whose letters cannot be rebuilt (the default).
+
+        Raises :class:`ValueError` naming why this letter cannot become an event.
+        """
+        return None
+
 
 class PatternSpec(Spec):
     """One event a correlation waits for: ``{type: ..., source: ..., when: ...}``."""

@@ -1259,9 +1259,14 @@ async def test_a_task_waiting_for_a_pool_slot_is_reported_pending(
     )
     async with start_reactor() as reactor:
         run = await reactor.run_now("two")
+        # The holder has its slot before its module is imported: wait for both.
         await wait_for(
-            lambda: any(p["waiting"] for p in reactor.pools.describe()),
-            message="a task to wait for the pool",
+            lambda: (
+                mod in sys.modules
+                and bool(module(mod).pool["holders"])
+                and any(p["waiting"] for p in reactor.pools.describe())
+            ),
+            message="one task to hold the pool and the other to wait for it",
         )
         [holder] = module(mod).pool["holders"]
         waiter = "second" if holder == "first" else "first"
