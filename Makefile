@@ -6,7 +6,7 @@ PORT   ?= 8080
 # CI=true or DEMO_ONCE=1: the demo exits after its first run (status 0 only if it succeeded).
 ONCE   := $(if $(or $(DEMO_ONCE),$(filter true,$(CI))),--once)
 
-.PHONY: demo test lint typecheck unit bench clean kafka-broker
+.PHONY: demo test lint typecheck unit bench clean kafka-broker FORCE
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,18 @@ $(VENV)/.installed: pyproject.toml
 $(VENV)/.dev-installed: $(VENV)/.installed
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,notebook]'
 	touch $@
+
+# Debian's chromium for the browser tests (tests/e2e/browser.py drives it with Playwright).
+# Never `playwright install`: it downloads a browser build of its own, which cannot be had here.
+# The stamp is remade whenever chromium is missing, so a removed browser comes back.
+$(VENV)/.chromium: $(if $(shell command -v chromium),,FORCE)
+	command -v chromium >/dev/null || { \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q && apt-get install -y -q chromium </dev/null; }
+	chromium --version
+	mkdir -p $(@D) && touch $@
+
+FORCE:
 
 # dbt in a virtualenv of its own, run by dbt: tasks as a program (tests use .venv/dbt/bin/dbt):
 # dbt-core 1.10 pins pathspec<0.13, which the dev tools cannot share.
@@ -38,7 +50,7 @@ typecheck: $(VENV)/.dev-installed
 unit: $(VENV)/.dev-installed
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck $(VENV)/.dev-installed $(VENV)/dbt/.installed
+test: lint typecheck $(VENV)/.dev-installed $(VENV)/dbt/.installed $(VENV)/.chromium
 	$(BIN)/pytest -q
 	$(MAKE) demo DEMO_ONCE=1 PORT=0
 

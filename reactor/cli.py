@@ -320,7 +320,11 @@ def serve(
             await tg.start(_watch_signals, stop, reactor)
             try:
                 async with reactor:
-                    where = f"; API on http://{address[0]}:{reactor.http_port}" if address else ""
+                    where = (
+                        f"; UI and API on http://{address[0]}:{reactor.http_port}"
+                        if address
+                        else ""
+                    )
                     names = ", ".join(sorted(reactor.pipelines)) or "none"
                     console.print(f"Reactor serving {folder} (pipelines: {names}){where}")
                     await stop.wait()

@@ -145,6 +145,16 @@ def _runs(pipeline: str | None, limit: int) -> _Operation[list[dict[str, Any]]]:
     return runs
 
 
+def _events(
+    type_: str | None, source: str | None, internal: bool, limit: int, before: int | None
+) -> _Operation[list[dict[str, Any]]]:
+    query: dict[str, Any] = {"limit": limit, "internal": "true" if internal else "false"}
+    optional = {"type": type_, "source": source, "cursor": before}
+    query.update({k: v for k, v in optional.items() if v is not None})
+    events: list[dict[str, Any]] = yield from _call(_Request("GET", "/api/events", params=query))
+    return events
+
+
 def _cancel(run_id: str, task: str | None, actor: str | None) -> _Operation[dict[str, Any]]:
     path = f"/api/runs/{quote(run_id, safe='')}"
     if task is not None:
@@ -427,6 +437,21 @@ class Client(_Base):
         """The newest ``limit`` runs (of ``pipeline`` only, if given), newest first."""
         return self._drive(_runs(pipeline, limit))
 
+    def events(
+        self,
+        *,
+        type: str | None = None,
+        source: str | None = None,
+        internal: bool = False,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` stored events, newest first: of a ``type`` glob (``*`` any
+        run of characters) and a ``source`` if given, Reactor's own run, task, trigger and
+        check events only if ``internal`` (or named by ``type``); ``before``: only those
+        with a smaller ``seq`` (the last ``seq`` of the previous page)."""
+        return self._drive(_events(type, source, internal, limit, before))
+
     def get_run(self, run_id: str) -> dict[str, Any]:
         """One run with its tasks."""
         return self._drive(_get_run(run_id))
@@ -644,6 +669,18 @@ class AsyncClient(_Base):
     async def runs(self, pipeline: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` runs (of ``pipeline`` only, if given), newest first."""
         return await self._drive(_runs(pipeline, limit))
+
+    async def events(
+        self,
+        *,
+        type: str | None = None,
+        source: str | None = None,
+        internal: bool = False,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` stored events, newest first: see :meth:`Client.events`."""
+        return await self._drive(_events(type, source, internal, limit, before))
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         """One run with its tasks."""

@@ -7,12 +7,12 @@ import logging
 import os
 import socket
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -247,6 +247,12 @@ class _SensorSlot:
     connection: str | None
 
 
+class EventObserver(Protocol):
+    """Told of each event once the rule engine's outcome for it is recorded."""
+
+    def event_decided(self, event: Event, outcome: list[dict[str, Any]]) -> None: ...
+
+
 class Reactor:
     """The service, as an async context manager.
 
@@ -274,6 +280,10 @@ class Reactor:
         self.registry = registry or default_registry()
         self.settings = settings or Settings()
         self.observers = list(observers)
+        #: Told of every event the rule engine decided, with its outcome (the UI's stream).
+        self.event_observers: list[EventObserver] = []
+        #: Called just before the HTTP server stops (the UI ends its live streams).
+        self.before_http_stops: list[Callable[[], None]] = []
         self.host = socket.gethostname()
         self.owner = f"{self.host}:{os.getpid()}:{new_id()[-8:]}"
         self.env = dict(os.environ)
@@ -402,6 +412,8 @@ class Reactor:
                 for executor in list(self._runs.values()):
                     executor.cancel("the service stopped before the run finished")
                 self._background.cancel()
+                for hook in self.before_http_stops:
+                    hook()
                 self._http_scope.cancel()
         finally:
             tg, self._tg = self._tg, None
@@ -758,6 +770,8 @@ class Reactor:
                 )
             else:
                 hit("rules.after_outcome")
+                for observer in self.event_observers:
+                    observer.event_decided(envelope.event, envelope.decided)
         for envelope, decision, result in zip(batch, decided, admitted, strict=True):
             if isinstance(result, Exception):
                 envelope.error = result
@@ -1162,6 +1176,10 @@ class Reactor:
                 return
             run, events = queue.popleft()
             self._start(run, events)
+
+    async def pipeline_of(self, run: RunRecord) -> Pipeline | None:
+        """The pipeline version ``run`` was admitted with, for the pages that show it."""
+        return await self._version_of(run)
 
     async def _version_of(self, run: RunRecord) -> Pipeline | None:
         """The pipeline version ``run`` was admitted with (from the store if not loaded)."""

@@ -63,7 +63,7 @@ def main() -> int:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         target = QUICKSTART / "inbox" / f"orders-{stamp}.csv"
         shutil.copyfile(QUICKSTART / "sample" / "orders-sample.csv", target)
-        print(f"dropped {target.relative_to(ROOT)}; runs: {url}/api/runs", flush=True)
+        print(f"dropped {target.relative_to(ROOT)}; watch it in a browser: {url}/", flush=True)
         if not args.once:
             print(
                 "Reactor keeps serving: drop more orders-*.csv files into"

@@ -21,7 +21,8 @@ from reactor.pauses import Pause
 from reactor.redrive import RedriveError, UnknownEvent
 from reactor.redrive import parse_request as parse_redrive
 from reactor.repair import RepairError, UnknownTaskError, repair_number
-from reactor.specs import Schedule
+from reactor.specs import INTERNAL_EVENT_PREFIXES, Schedule
+from reactor.ui import mount_ui
 
 if TYPE_CHECKING:
     from reactor.service import Reactor
@@ -473,6 +474,32 @@ def create_app(reactor: Reactor) -> FastAPI:
         runs = await reactor.backfill_runs(cancelled)
         return JSONResponse(backfill_json(cancelled, runs, with_runs=True))
 
+    @app.get("/api/events")
+    async def events(
+        request: Request,
+        type_pattern: str | None = Query(None, alias="type", min_length=1),
+        source: str | None = Query(None, min_length=1),
+        internal: bool = False,
+        limit: int = Query(100, ge=1, le=MAX_RUNS_PAGE),
+        cursor: int | None = Query(None, ge=1),
+    ) -> Response:
+        # Internal events stay hidden unless asked for, or named by the type glob
+        # (``reactor.run.*``), as a trigger's glob names them.
+        hidden = () if internal else INTERNAL_EVENT_PREFIXES
+        excluded = [p for p in hidden if not (type_pattern or "").startswith(p)]
+        found = await reactor.store.list_events(
+            limit=limit,
+            before=cursor,
+            type_pattern=type_pattern,
+            source=source,
+            exclude_prefixes=excluded,
+        )
+        headers = {}
+        if len(found) == limit:
+            url = request.url.include_query_params(cursor=found[-1].seq)
+            headers["Link"] = f'<{url}>; rel="next"'
+        return JSONResponse([e.to_json() for e in found], headers=headers)
+
     # Re-drive: stored events decided again by today's triggers (reactor/redrive.py).
     @app.post("/api/events/redrive")
     async def redrive(request: Request) -> Response:
@@ -533,4 +560,5 @@ def create_app(reactor: Reactor) -> FastAPI:
         )
 
     app.ingress = IngressPath(reactor)
+    mount_ui(app, reactor)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,33 @@ class StoredEvent:
     outcome: list[dict[str, Any]] | None
     #: When the rule engine's outcome was recorded (``None``: not evaluated yet).
     evaluated_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as the API lists it (``outcome`` ``None``: not evaluated yet)."""
+        event = self.event
+        return {
+            "seq": self.seq,
+            "id": event.id,
+            "source": event.source,
+            "type": event.type,
+            "subject": event.subject,
+            "time": event.time.isoformat(),
+            "received_at": self.received_at.isoformat(),
+            "data": _finite(event.data),
+            "outcome": _finite(self.outcome),
+        }
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with the floats JSON cannot carry (NaN, infinities) as ``None``: a sensor
+    may store them (Python's json reads them), and a response must stay JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +198,25 @@ class Store(Protocol):
 
     async def last_event(self, source: str) -> StoredEvent | None:
         """The event from ``source`` stored last (a sensor's own events: where it left off)."""
+        ...
+
+    async def list_events(
+        self,
+        *,
+        limit: int,
+        before: int | None = None,
+        type_pattern: str | None = None,
+        source: str | None = None,
+        exclude_prefixes: Sequence[str] = (),
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events, newest first (by ``seq``), walked in ``seq`` order.
+
+        ``before``: only those with a ``seq`` below it (the ``seq`` of the last event of
+        the previous page); ``type_pattern``: a glob on the type where ``*`` matches any
+        run of characters and everything else only itself, case included (no ``*``: the
+        exact type); ``source``: this source only; ``exclude_prefixes``: without the
+        events whose type starts with one of these.
+        """
         ...
 
     async def unevaluated_events(self, limit: int) -> list[StoredEvent]: ...
@@ -330,7 +377,12 @@ class Store(Protocol):
     # Logs
     async def append_logs(self, lines: Sequence[LogLine]) -> None: ...
 
-    async def logs(self, run_id: str, *, after: int, limit: int) -> list[LogLine]: ...
+    async def logs(
+        self, run_id: str, *, after: int, limit: int, task_id: str | None = None
+    ) -> list[LogLine]:
+        """The run's log lines with a ``seq`` above ``after``, in order; ``task_id``: that
+        task's lines only."""
+        ...
 
     # Retention
     async def run_pipelines(self) -> list[str]:

@@ -337,6 +337,42 @@ class PostgresStore:
             )
         return event_from(row) if row else None
 
+    async def list_events(
+        self,
+        *,
+        limit: int,
+        before: int | None = None,
+        type_pattern: str | None = None,
+        source: str | None = None,
+        exclude_prefixes: Sequence[str] = (),
+    ) -> list[StoredEvent]:
+        # Newest first by seq: a backward scan of the primary key, the filters checked on
+        # the way (or the (source, id) index, when the planner finds the source rare).
+        where: list[str] = []
+        args: list[Any] = []
+        if before is not None:
+            args.append(before)
+            where.append(f"seq < ${len(args)}")
+        if type_pattern is not None:
+            if "*" in type_pattern:
+                args.append(_like(type_pattern))
+                where.append(f"type LIKE ${len(args)} ESCAPE '\\'")
+            else:
+                args.append(type_pattern)
+                where.append(f"type = ${len(args)}")
+        if source is not None:
+            args.append(source)
+            where.append(f"source = ${len(args)}")
+        for prefix in exclude_prefixes:
+            args.append(prefix)
+            where.append(f"NOT starts_with(type, ${len(args)})")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        args.append(limit)
+        sql = f"SELECT {EVENT_COLUMNS} FROM events {clause} ORDER BY seq DESC LIMIT ${len(args)}"
+        with self._failing("list events") as pool:
+            rows = await pool.fetch(sql, *args)
+        return [event_from(r) for r in rows]
+
     async def unevaluated_events(self, limit: int) -> list[StoredEvent]:
         with self._failing("read unevaluated events") as pool:
             rows = await pool.fetch(
@@ -782,14 +818,18 @@ class PostgresStore:
                 rows,
             )
 
-    async def logs(self, run_id: str, *, after: int, limit: int) -> list[LogLine]:
+    async def logs(
+        self, run_id: str, *, after: int, limit: int, task_id: str | None = None
+    ) -> list[LogLine]:
         with self._failing(f"read the logs of run {run_id}") as pool:
             rows = await pool.fetch(
                 "SELECT run_id, task_id, attempt, stream, time, line, seq FROM logs"
-                " WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                " WHERE run_id = $1 AND seq > $2 AND ($4::text IS NULL OR task_id = $4)"
+                " ORDER BY seq LIMIT $3",
                 run_id,
                 after,
                 limit,
+                task_id,
             )
         return [
             LogLine(
@@ -910,6 +950,13 @@ class PostgresStore:
                 prefix,
             )
         return [run_from(r) for r in rows]
+
+
+def _like(pattern: str) -> str:
+    """``pattern`` (``*`` any run of characters, all else literal) as a LIKE pattern with
+    the escape character ``\\``."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
 
 
 # The newest ``keep`` final runs of the pipeline stay whatever their age (a run that never

@@ -232,6 +232,11 @@ def _qmarks(sql: str) -> str:
     return re.sub(r"\$\d+", "?", sql)
 
 
+def _sqlite_glob(pattern: str) -> str:
+    """``pattern`` (``*`` any run of characters, all else literal) as a SQLite GLOB."""
+    return pattern.replace("[", "[[]").replace("?", "[?]")
+
+
 _SAVE_WINDOW = _qmarks(SAVE_WINDOW)
 _PRUNE_WINDOWS = _qmarks(PRUNE_WINDOWS)
 
@@ -410,6 +415,45 @@ class SqliteStore:
                 (source,),
             ).fetchone()
             return event_from(row) if row else None
+
+        return await self._reader.call(op)
+
+    async def list_events(
+        self,
+        *,
+        limit: int,
+        before: int | None = None,
+        type_pattern: str | None = None,
+        source: str | None = None,
+        exclude_prefixes: Sequence[str] = (),
+    ) -> list[StoredEvent]:
+        # Walked backwards by seq (the rowid), the filters checked on the way, so a page
+        # costs the rows it skips, never a sort. ``+source`` keeps SQLite off the
+        # (source, id) index, which would make it sort all of a source's events.
+        where: list[str] = []
+        args: list[Any] = []
+        if before is not None:
+            where.append("seq < ?")
+            args.append(before)
+        if type_pattern is not None and "*" in type_pattern:
+            # GLOB, not LIKE: SQLite's LIKE ignores case, PostgreSQL's does not.
+            where.append("type GLOB ?")
+            args.append(_sqlite_glob(type_pattern))
+        elif type_pattern is not None:
+            where.append("type = ?")
+            args.append(type_pattern)
+        if source is not None:
+            where.append("+source = ?")
+            args.append(source)
+        for prefix in exclude_prefixes:
+            where.append("substr(type, 1, ?) <> ?")
+            args.extend((len(prefix), prefix))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT {EVENT_COLUMNS} FROM events {clause} ORDER BY seq DESC LIMIT ?"
+        args.append(limit)
+
+        def op(conn: sqlite3.Connection) -> list[StoredEvent]:
+            return [event_from(r) for r in conn.execute(sql, args).fetchall()]
 
         return await self._reader.call(op)
 
@@ -858,12 +902,15 @@ class SqliteStore:
 
         await self._writer.call(op)
 
-    async def logs(self, run_id: str, *, after: int, limit: int) -> list[LogLine]:
+    async def logs(
+        self, run_id: str, *, after: int, limit: int, task_id: str | None = None
+    ) -> list[LogLine]:
         def op(conn: sqlite3.Connection) -> list[LogLine]:
             rows = conn.execute(
                 "SELECT run_id, task_id, attempt, stream, time, line, seq FROM logs"
-                " WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (run_id, after, limit),
+                " WHERE run_id = ? AND seq > ? AND (? IS NULL OR task_id = ?)"
+                " ORDER BY seq LIMIT ?",
+                (run_id, after, task_id, task_id, limit),
             ).fetchall()
             return [
                 LogLine(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4]), r[5], r[6])

@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page
 
+from .browser import VIEWPORT, launch, screenshot_path
 from .commands import ENV, REACTOR, Served, free_port
 
 StartServe = Callable[..., Served]
@@ -67,3 +69,48 @@ def folder(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the browser are marked ``browser`` and run after all the others.
+
+    Playwright's sync API leaves its loop marked as running in this thread while the session's
+    browser is open (see tests/e2e/browser.py), which no anyio test can run beside.
+    """
+    uses_browser = [item for item in items if "browser" in getattr(item, "fixturenames", ())]
+    for item in uses_browser:
+        item.add_marker(pytest.mark.browser)
+    chosen = set(uses_browser)
+    items[:] = [item for item in items if item not in chosen] + uses_browser
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed browser test's report says where the screenshot of its page is."""
+    report = yield
+    if report.when == "call" and report.failed and "page" in getattr(item, "fixturenames", ()):
+        report.sections.append(("screenshot", str(screenshot_path(item.name))))
+    return report
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Debian chromium for the whole session (``make test`` installs it)."""
+    with launch() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A page in a new context (1280x800); its full-page screenshot is saved at the end."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        opened = context.new_page()
+        yield opened
+        path = screenshot_path(request.node.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        opened.screenshot(path=path, full_page=True)
+    finally:
+        context.close()

@@ -81,10 +81,20 @@ async def test_a_backfill_killed_midway_resumes_and_runs_each_day_once(
     assert found, started.out
     ident = found[1]
     client = Client(first.url)
+
+    def two_attempts_recorded() -> bool:
+        # Attempts are written behind the task's start: wait until both are in the store,
+        # or the crash may cut off one that was never recorded (and its retry is attempt 1).
+        shown = client.get_backfill(ident)
+        running = [r["id"] for r in shown["runs"] if r["status"] == "running"]
+        return (
+            len(running) == 2
+            and len(log(work)) == 2
+            and all([t["attempts"] for t in client.get_run(r)["tasks"]] == [1] for r in running)
+        )
+
     await wait_for(
-        lambda: client.get_backfill(ident)["counts"]["running"] == 2 and len(log(work)) == 2,
-        timeout=30,
-        message="two runs running, each in its task",
+        two_attempts_recorded, timeout=30, message="two runs running, each attempt recorded"
     )
     shown = client.get_backfill(ident)
     assert shown["counts"] == {

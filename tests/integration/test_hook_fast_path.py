@@ -254,13 +254,13 @@ async def test_other_methods_and_paths_are_left_to_fastapi(served) -> None:
         get_hook = await client.get("/hooks/open")
         nested = await client.post("/hooks/open/more", json={})
         no_name = await client.post("/hooks/", json={})
-        get_events = await client.get("/api/events")
+        put_events = await client.put("/api/events")
         health = await client.get("/healthz")
 
     assert (get_hook.status_code, get_hook.json()) == (405, {"detail": "Method Not Allowed"})
     assert (nested.status_code, nested.json()) == (404, {"detail": "Not Found"})
     assert (no_name.status_code, no_name.json()) == (404, {"detail": "Not Found"})
-    assert get_events.status_code == 405
+    assert put_events.status_code == 405
     assert health.status_code == 200
 
 

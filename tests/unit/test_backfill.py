@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spec_files import write
 
 from connectors.schedule import previous_fire_time, tick_event
 from reactor.backfill import (
@@ -30,7 +31,6 @@ from reactor.rules import decide
 from reactor.sensors import sensor_source
 from reactor.store.base import BackfillRow
 from reactor.store.records import RunRecord
-from tests.spec_files import write
 
 ENV = {"REGION": "eu"}
 
