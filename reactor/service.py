@@ -683,6 +683,10 @@ class Reactor:
     async def _ingest(self, event: Event, *, evaluated: bool = False) -> tuple[str, bool]:
         result = await self.store.ingest(event, self.clock.now(), evaluated=evaluated)
         hit("ingest.after_persist")
+        if evaluated and result[1]:
+            # Stored as decided (no trigger listens): the rule loop never sees it.
+            for observer in self.event_observers:
+                observer.event_decided(event, [])
         return result
 
     async def emit(self, event: Event) -> EmitResult:

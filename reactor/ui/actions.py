@@ -125,9 +125,9 @@ def action_routes(reactor: Reactor) -> APIRouter:
             params = read_params(pipeline.params, form)
             body: dict[str, object] = {
                 "pipeline": name,
-                # datetime-local fields carry no offset: the form says they are UTC.
-                "from": _utc(_one(form, "from")),
-                "to": _utc(_one(form, "to")),
+                # datetime-local fields carry no offset: parse_request reads them as UTC.
+                "from": _one(form, "from"),
+                "to": _one(form, "to"),
                 "params": params,
             }
             if step := _one(form, "step"):
@@ -198,11 +198,3 @@ def _whole(text: str, name: str) -> int:
     if not text.isdigit():
         raise FormError(f"{name}: {text!r} is not a whole number")
     return int(text)
-
-
-def _utc(text: str) -> str:
-    if not text:
-        return text
-    if text.endswith("Z") or "+" in text[10:] or text[10:].count("-") > 0:
-        return text
-    return text + "Z"

@@ -6,8 +6,8 @@ change falls between the page being rendered and its stream being opened.
 
 from __future__ import annotations
 
-import fnmatch
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -114,12 +114,16 @@ def stream_routes(reactor: Reactor, hub: LiveHub) -> APIRouter:
     async def events(
         type: str | None = None, source: str | None = None, internal: bool = False
     ) -> Response:
+        # As the store's list_events reads it: ``*`` is any run of characters, the rest
+        # only itself (fnmatch would also read ``?`` and ``[...]``, and disagree with the page).
+        typed = re.compile(".*".join(map(re.escape, type.split("*"))), re.S) if type else None
+
         def shown(event: Event) -> bool:
             if not internal and event.type.startswith(INTERNAL_EVENT_PREFIXES):
                 return False
             if source and event.source != source:
                 return False
-            return not type or fnmatch.fnmatchcase(event.type, type)
+            return typed is None or typed.fullmatch(event.type) is not None
 
         async def body() -> AsyncIterator[str]:
             async with hub.subscribe(EVENTS) as receive:
@@ -149,6 +153,7 @@ def stream_routes(reactor: Reactor, hub: LiveHub) -> APIRouter:
             last = after
             async with hub.subscribe(run_topic(run_id)) as receive:
                 done = await ended()
+                settling = False
                 since_status = 0.0
                 while True:
                     lines = await reactor.store.logs(
@@ -167,14 +172,17 @@ def stream_routes(reactor: Reactor, hub: LiveHub) -> APIRouter:
                             kind, payload = await receive.receive()
                         except anyio.EndOfStream:
                             return
+                        # Observers hear of an end before its last log lines are
+                        # written (they are written with the task's state): the store
+                        # says when the end, and so every line, is there.
                         if kind == "run" and payload["status"] in FINAL_RUN_STATES:
-                            done = True
+                            settling = True
                         elif payload.get("task_id") == task_id:
-                            done = payload["status"] in FINAL_TASK_STATES
+                            settling = payload["status"] in FINAL_TASK_STATES
                     since_status += LOG_POLL
-                    if since_status >= LOG_STATUS_EVERY:
+                    if settling or since_status >= LOG_STATUS_EVERY:
                         since_status = 0.0
-                        done = done or await ended()
+                        done = await ended()
 
         return _respond(body())
 
