@@ -25,6 +25,7 @@ from reactor.admission import (
     TaskSlots,
     plan_admission,
 )
+from reactor.audit import AuditEntry
 from reactor.backfill import (
     DEFAULT_CONCURRENCY,
     MAX_RUNS,
@@ -37,7 +38,7 @@ from reactor.backfill import (
 from reactor.bus import Bus
 from reactor.clock import Clock, SystemClock
 from reactor.config import SETTINGS_FILE, Config
-from reactor.errors import AdmissionError, ConnectorError, ParamError, SpecErrorGroup
+from reactor.errors import AdmissionError, ConnectorError, ParamError, SpecErrorGroup, StoreError
 from reactor.events import Event, new_id
 from reactor.executor import RunExecutor, RunObserver
 from reactor.failpoints import hit
@@ -1293,7 +1294,7 @@ class Reactor:
         """Start a run of a pipeline on demand (CLI, API, UI); ``actor`` is who asked."""
         key = f"{pipeline_name}/manual@{new_id()}"
         run = await self._run_on_demand(pipeline_name, params or {}, key)
-        logger.debug("run %s of %s started by %s", run.id, pipeline_name, actor)
+        await self._audit(actor, "run", pipeline_name, run_id=run.id, params=run.params)
         return run
 
     async def _run_on_demand(
@@ -1347,6 +1348,7 @@ class Reactor:
         if run.status in FINAL_RUN_STATES:
             raise AdmissionError(f"run {run_id} has ended already ({run.status})")
         reason = f"cancelled by {actor}"
+        await self._audit(actor, "cancel", run_id)
         if not await self._cancel(run_id, reason) and run.status == "queued":
             # Queued in the store but not here (left by a stopped process): nothing runs it.
             run.status, run.reason, run.ended_at = "cancelled", reason, self.clock.now()
@@ -1425,6 +1427,7 @@ class Reactor:
         run = await self.store.get_run(run_id)
         assert run is not None
         logger.info("run %s of %s: %s", run.id, run.pipeline, reason)
+        await self._audit(actor, "repair", run.id, number=number, tasks=sorted(plan.reset))
         self._versions[(pipeline.name, pipeline.version)] = pipeline
         self._run_done[run.id] = anyio.Event()
         self._repairs[run.id] = number
@@ -1432,7 +1435,7 @@ class Reactor:
         self._start(run, await self._events_of(run), await self.store.task_runs(run.id), base)
         return run, plan
 
-    def cancel_task(self, run_id: str, task_id: str, *, actor: str) -> None:
+    async def cancel_task(self, run_id: str, task_id: str, *, actor: str) -> None:
         """Cancel one running (or waiting) task of a run this process runs; the rest of the
         run goes on. Raises :class:`AdmissionError` when there is no such task running."""
         executor = self._runs.get(run_id)
@@ -1444,6 +1447,16 @@ class Reactor:
         if not executor.cancel_task(task_id, f"cancelled by {actor}"):
             status = executor.records[task_id].status
             raise AdmissionError(f"task {task_id} of run {run_id} is not running ({status})")
+        await self._audit(actor, "cancel_task", run_id, task=task_id)
+
+    async def _audit(self, actor: str, action: str, target: str, **detail: Any) -> None:
+        """Record who did what (the audit a governance layer reads); a store that fails
+        here is logged: the action itself is done or under way."""
+        entry = AuditEntry(self.clock.now(), actor, action, target, detail or None)
+        try:
+            await self.store.add_audit(entry)
+        except StoreError:
+            logger.exception("recording %s of %s by %s failed", action, target, actor)
 
     def pause_of(self, pipeline_name: str, trigger_id: str | None = None) -> Pause | None:
         """The pause of a pipeline (or of one of its triggers), if it is paused."""
@@ -1470,6 +1483,7 @@ class Reactor:
         self._pauses[key] = pause
         self._refresh_paused()
         logger.info("%s paused by %s", _what(pipeline_name, trigger_id), actor)
+        await self._audit(actor, "pause", key)
         return pause
 
     async def resume(
@@ -1514,6 +1528,7 @@ class Reactor:
             "replaying" if replay else "dropping",
             len(held),
         )
+        await self._audit(actor, "resume", pause.key, held=len(held), replay=bool(replay))
         if not replay:
             return Resumed(pause, dropped=len(held))
         run_ids: list[str] = []
@@ -1621,6 +1636,13 @@ class Reactor:
         )
         if request.dry_run:
             return Redriven(True, actor, [await self._redrive_dry(s, triggers) for s in selected])
+        await self._audit(
+            actor,
+            "redrive",
+            request.pipeline or "*",
+            events=[s.event.id for s in selected[:100]],
+            count=len(selected),
+        )
         done: list[EventRedriven] = []
         for start in range(0, len(selected), _RULE_BATCH):
             page = selected[start : start + _RULE_BATCH]
@@ -1795,6 +1817,7 @@ class Reactor:
         stored, new = await self.store.create_backfill(backfill)
         if new:
             logger.info("backfill %s of %s started by %s", stored.id, stored.pipeline, actor)
+            await self._audit(actor, "backfill", stored.pipeline, backfill_id=stored.id)
             self._drive_backfill(stored)
         return stored, new
 
@@ -1814,6 +1837,7 @@ class Reactor:
             raise AdmissionError(f"backfill {backfill_id} has ended already ({backfill.status})")
         reason = f"cancelled by {actor}"
         now = self.clock.now()
+        await self._audit(actor, "cancel_backfill", backfill_id)
         await self.store.set_backfill_status(backfill_id, "cancelled", at=now, reason=reason)
         driver = self._backfills.get(backfill_id)
         if driver is not None:

@@ -210,6 +210,20 @@ def create_app(reactor: Reactor) -> FastAPI:
             headers["Link"] = f'<{url}>; rel="next"'
         return JSONResponse([letter.to_json() for letter in found], headers=headers)
 
+    @app.get("/api/audit")
+    async def audit(
+        request: Request,
+        target: str | None = None,
+        limit: int = Query(100, ge=1, le=MAX_RUNS_PAGE),
+        cursor: int | None = Query(None, ge=1),
+    ) -> Response:
+        found = await reactor.store.audit(limit=limit, before=cursor, target=target)
+        headers = {}
+        if len(found) == limit and found[-1].seq is not None:
+            url = request.url.include_query_params(cursor=found[-1].seq)
+            headers["Link"] = f'<{url}>; rel="next"'
+        return JSONResponse([entry.to_json() for entry in found], headers=headers)
+
     @app.get("/api/pipelines")
     async def pipelines() -> list[dict[str, Any]]:
         return [_pipeline_json(reactor, name) for name in sorted(reactor.pipelines)]
@@ -408,7 +422,7 @@ def create_app(reactor: Reactor) -> FastAPI:
         if await reactor.store.get_run(run_id) is None:
             return _error(404, f"no run {run_id!r}")
         try:
-            reactor.cancel_task(run_id, task_id, actor=actor)
+            await reactor.cancel_task(run_id, task_id, actor=actor)
         except AdmissionError as exc:
             return _error(409, str(exc))
         body = {"run_id": run_id, "task_id": task_id, "cancelling": True}

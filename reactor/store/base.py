@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from reactor.audit import AuditEntry
 from reactor.events import Event
 from reactor.pauses import Pause
 from reactor.store.records import (
@@ -283,6 +284,17 @@ class Store(Protocol):
     # Pauses
     async def pauses(self) -> list[Pause]:
         """Every paused pipeline and trigger, by key."""
+        ...
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        """Record an operator action (who did what to what, when)."""
+        ...
+
+    async def audit(
+        self, *, limit: int, before: int | None = None, target: str | None = None
+    ) -> list[AuditEntry]:
+        """Operator actions, newest first; ``before``: those with a smaller ``seq``;
+        ``target``: only those on that pipeline, run, backfill or event."""
         ...
 
     async def add_pause(self, pause: Pause) -> bool:

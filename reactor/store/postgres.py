@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 import asyncpg
 
+from reactor.audit import AuditEntry
 from reactor.errors import StoreError
 from reactor.events import Event
 from reactor.pauses import Pause
@@ -560,6 +561,37 @@ class PostgresStore:
         with self._failing("read the pauses") as pool:
             rows = await pool.fetch("SELECT key, paused_at, actor FROM pauses ORDER BY key")
         return [Pause(row[0], datetime.fromisoformat(row[1]), row[2]) for row in rows]
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        with self._failing(f"record {entry.action} by {entry.actor}") as pool:
+            await pool.execute(
+                "INSERT INTO audit (time, actor, action, target, detail)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                ts(entry.time),
+                entry.actor,
+                entry.action,
+                entry.target,
+                entry.detail_text(),
+            )
+
+    async def audit(
+        self, *, limit: int, before: int | None = None, target: str | None = None
+    ) -> list[AuditEntry]:
+        with self._failing("read the audit") as pool:
+            rows = await pool.fetch(
+                "SELECT seq, time, actor, action, target, detail FROM audit"
+                " WHERE ($1::bigint IS NULL OR seq < $1) AND ($2::text IS NULL OR target = $2)"
+                " ORDER BY seq DESC LIMIT $3",
+                before,
+                target,
+                limit,
+            )
+        return [
+            AuditEntry(
+                datetime.fromisoformat(r[1]), r[2], r[3], r[4], AuditEntry.detail_from(r[5]), r[0]
+            )
+            for r in rows
+        ]
 
     async def add_pause(self, pause: Pause) -> bool:
         with self._failing(f"pause {pause.key}") as pool:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reactor.audit import AuditEntry
 from reactor.errors import StoreError
 from reactor.events import Event
 from reactor.failpoints import hit
@@ -618,6 +619,39 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> list[Pause]:
             rows = conn.execute("SELECT key, paused_at, actor FROM pauses ORDER BY key")
             return [Pause(row[0], datetime.fromisoformat(row[1]), row[2]) for row in rows]
+
+        return await self._reader.call(op)
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO audit (time, actor, action, target, detail) VALUES (?,?,?,?,?)",
+                (ts(entry.time), entry.actor, entry.action, entry.target, entry.detail_text()),
+            )
+
+        await self._writer.call(op)
+
+    async def audit(
+        self, *, limit: int, before: int | None = None, target: str | None = None
+    ) -> list[AuditEntry]:
+        def op(conn: sqlite3.Connection) -> list[AuditEntry]:
+            rows = conn.execute(
+                "SELECT seq, time, actor, action, target, detail FROM audit"
+                " WHERE (? IS NULL OR seq < ?) AND (? IS NULL OR target = ?)"
+                " ORDER BY seq DESC LIMIT ?",
+                (before, before, target, target, limit),
+            ).fetchall()
+            return [
+                AuditEntry(
+                    datetime.fromisoformat(r[1]),
+                    r[2],
+                    r[3],
+                    r[4],
+                    AuditEntry.detail_from(r[5]),
+                    r[0],
+                )
+                for r in rows
+            ]
 
         return await self._reader.call(op)
 

@@ -166,7 +166,7 @@ def action_routes(reactor: Reactor) -> APIRouter:
         if refused := await guard(request):
             return refused
         try:
-            reactor.cancel_task(run_id, task_id, actor=actor_of(request))
+            await reactor.cancel_task(run_id, task_id, actor=actor_of(request))
         except AdmissionError as exc:
             return _failed(request, str(exc), 409)
         return _done(request, f"/runs/{quote(run_id)}?task={quote(task_id)}")

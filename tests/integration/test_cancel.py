@@ -60,7 +60,7 @@ async def test_cancelling_one_task_lets_the_run_go_on(
     async with start_reactor() as reactor:
         run = await reactor.run_now("work")
         await wait_for(lambda: len(processes_of(run.id)) >= 2, message="the shell's sleepers")
-        reactor.cancel_task(run.id, "slow", actor="bob")
+        await reactor.cancel_task(run.id, "slow", actor="bob")
         ended = await reactor.wait_run(run.id)
     tasks = {t.task_id: t for t in await store.task_runs(run.id)}
     assert tasks["slow"].status == "cancelled"
@@ -94,7 +94,7 @@ async def test_cancelling_a_loop_task_ends_its_iterations(
     async with start_reactor() as reactor:
         run = await reactor.run_now("loop")
         await wait_for(lambda: len(processes_of(run.id)) >= 2, message="two iterations")
-        reactor.cancel_task(run.id, "each", actor="carol")
+        await reactor.cancel_task(run.id, "each", actor="carol")
         ended = await reactor.wait_run(run.id)
     tasks = {t.task_id: t.status for t in await store.task_runs(run.id)}
     assert ended.status == "cancelled"
@@ -137,7 +137,7 @@ async def test_finished_or_unknown_runs_and_idle_tasks_are_refused(
         with pytest.raises(AdmissionError, match="no run 'nope'"):
             await reactor.cancel_run("nope", actor="eve")
         with pytest.raises(AdmissionError, match="is not running here"):
-            reactor.cancel_task(run.id, "slow", actor="eve")
+            await reactor.cancel_task(run.id, "slow", actor="eve")
 
 
 async def test_the_api_and_client_cancel_runs_and_tasks(
