@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import gc
 import getpass
 import importlib.util
 import json
@@ -327,6 +328,9 @@ def serve(
                     )
                     names = ", ".join(sorted(reactor.pipelines)) or "none"
                     console.print(f"Reactor serving {folder} (pipelines: {names}){where}")
+                    # What start-up made lives as long as the service: kept out of the
+                    # collector's full passes, which would walk it again and again.
+                    gc.freeze()
                     await stop.wait()
             except ReactorError as exc:
                 failure.append(exc)

@@ -54,6 +54,22 @@ class Layout:
     width: float
     height: float
 
+    @property
+    def edges_path(self) -> str:
+        """Every edge as one SVG path: a thousand-task graph draws one element, not
+        two thousand (edges change with nothing, so they need no element each)."""
+        return " ".join(edge.path for edge in self.edges)
+
+    @property
+    def arrows_path(self) -> str:
+        """One arrowhead per task with needs: its edges all end at its left middle."""
+        ends = {edge.target for edge in self.edges}
+        return " ".join(
+            f"M{b.x:.1f},{b.middle:.1f} l-8,-4.5 v9 z"
+            for target, b in self.boxes.items()
+            if target in ends
+        )
+
 
 def label_width(label: str) -> float:
     return min(MAX_WIDTH, max(MIN_WIDTH, len(label) * CHAR_WIDTH + 40))

@@ -188,16 +188,24 @@ def page_routes(reactor: Reactor) -> APIRouter:
         view = run_view(run, pipeline, records, attempts, reactor.clock.now())
         return html(render("run.html", view=view, open_task=task, nav="runs"))
 
-    @router.get("/runs/{run_id}/timeline")
-    async def run_timeline(run_id: str) -> Response:
+    async def run_part(run_id: str, template: str, *, all_rows: bool) -> Response:
         run = await load_run(run_id)
         if run is None:
             return not_found(f"run {run_id!r}")
         pipeline = await reactor.pipeline_of(run)
         records = await reactor.store.task_runs(run_id)
         attempts = await reactor.store.attempts(run_id)
-        view = run_view(run, pipeline, records, attempts, reactor.clock.now())
-        return html(render("run_timeline.html", view=view))
+        now = reactor.clock.now()
+        view = run_view(run, pipeline, records, attempts, now, all_rows=all_rows)
+        return html(render(template, view=view))
+
+    @router.get("/runs/{run_id}/timeline")
+    async def run_timeline(run_id: str, all: bool = False) -> Response:
+        return await run_part(run_id, "run_timeline.html", all_rows=all)
+
+    @router.get("/runs/{run_id}/tasks-table")
+    async def run_tasks(run_id: str, all: bool = False) -> Response:
+        return await run_part(run_id, "run_tasks.html", all_rows=all)
 
     @router.get("/runs/{run_id}/header")
     async def run_header(run_id: str) -> Response:

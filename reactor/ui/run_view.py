@@ -23,6 +23,12 @@ _ITERATION = re.compile(r"^(?P<loop>.+)\[(?P<index>\d+)\]$")
 ITERATIONS_SHOWN = 200
 #: Log lines shown at once in a task's panel (the newest), before the live tail.
 LOG_LINES_SHOWN = 2000
+#: A run with more tasks than this lists the first ``ROWS_FIRST`` in its table and
+#: timeline (and every running or failed one); the rest come when asked for. The graph
+#: always shows them all.
+ROWS_AT_ONCE = 150
+ROWS_FIRST = 100
+NOTABLE = frozenset({"running", "failed", "timed_out", "cancelled"})
 
 
 def iteration_of(task_id: str) -> tuple[str, int] | None:
@@ -67,6 +73,13 @@ class RunView:
     span: tuple[datetime | None, datetime | None]
     now: datetime
     counts: Counter[str] = field(default_factory=Counter)
+    #: The tasks listed in the table and the timeline (all of them, or the first ones).
+    listed: list[TaskRow] = field(default_factory=list)
+    all_rows: bool = True
+
+    @property
+    def unlisted(self) -> int:
+        return len(self.tasks) - len(self.listed)
 
     @property
     def final(self) -> bool:
@@ -139,13 +152,21 @@ def run_view(
     records: list[TaskRecord],
     attempts: list[AttemptRecord],
     now: datetime,
+    *,
+    all_rows: bool = False,
 ) -> RunView:
+    """The run page's content; ``all_rows``: list every task even in a big run."""
     rows = _rows(pipeline, records)
     edges = [(need, row.id) for row in rows for need in row.needs]
     layout = layered([row.id for row in rows], edges)
-    timeline, span = _timeline(rows, attempts, run, now)
+    listed = rows
+    if not all_rows and len(rows) > ROWS_AT_ONCE:
+        listed = [r for i, r in enumerate(rows) if i < ROWS_FIRST or r.status in NOTABLE]
+    timeline, span = _timeline(listed, attempts, run, now)
     counts = Counter(row.status for row in rows)
-    return RunView(run, pipeline, rows, layout, timeline, span, now, counts)
+    return RunView(
+        run, pipeline, rows, layout, timeline, span, now, counts, listed, len(listed) == len(rows)
+    )
 
 
 @dataclass

@@ -227,7 +227,11 @@ async def test_a_run_page_shows_its_tasks_states_graph_and_the_event_that_starte
     assert nodes == {"first": "succeeded", "second": "succeeded"}
     rows = {r["data-task"]: r["data-status"] for r in page.find("tr", data_task=None)}
     assert rows == nodes
-    assert len(page.find("path", marker_end="url(#arrow)")) == 1  # first -> second
+    # Every edge in one path, every arrowhead in another: first -> second.
+    [edges] = [p for p in page.find("path", d=None) if "class" not in p]
+    assert edges["d"].count("M") == 1
+    [arrows] = page.find("path", class_="arrows")
+    assert arrows["d"].count("M") == 1
     assert "trigger chores/work" in page.text
     assert page.find("a", href="/events/ev-42")
     assert '"n": 5' in page.text  # its params

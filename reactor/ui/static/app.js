@@ -68,7 +68,8 @@
     if (!page) return;
     const runId = page.dataset.run;
     const nodes = new Map($$("svg.graph .node").map((n) => [n.dataset.task, n]));
-    const rows = new Map($$("tr[data-task]").map((r) => [r.dataset.task, r]));
+    // Rows come and go (a big run lists its first tasks until asked for all).
+    const rowOf = (taskId) => $(`#tasks-table tr[data-task="${CSS.escape(taskId)}"]`);
     const panel = $("#panel");
     let openTask = null;
     const refreshTimeline = debounce(() => htmx.trigger("#timeline", "refresh"), 1000);
@@ -83,7 +84,7 @@
         const title = $("title", node);
         if (title) title.textContent = title.textContent.replace(/: [a-z ]+$/, ": " + label(t.status));
       }
-      const row = rows.get(t.task_id);
+      const row = rowOf(t.task_id);
       if (row) {
         row.dataset.status = t.status;
         const badge = $(".st .badge", row);
@@ -303,8 +304,14 @@
         const template = document.createElement("template");
         template.innerHTML = e.html.trim();
         const row = template.content.firstElementChild;
-        if (!row || document.getElementById(row.id)) return;
+        if (!row) return;
         localTimes(row);
+        // A row already shown (stored before it was decided) takes the newer outcome.
+        const shown = document.getElementById(row.id);
+        if (shown) {
+          shown.replaceWith(row);
+          return;
+        }
         body.prepend(row);
         const empty = $("[data-empty]");
         if (empty) empty.remove();
