@@ -22,6 +22,7 @@ from bench.schedule import schedule_to_task
 from bench.store import store_throughput
 from bench.store_postgres import postgres_store_throughput
 from bench.table import table_to_task
+from bench.ui import ui_pages
 from bench.webhooks import webhook_throughput
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "store_throughput",
     "summary",
     "table_to_task",
+    "ui_pages",
     "webhook_throughput",
 ]
 
@@ -78,6 +80,12 @@ class Sizes:
     kafka_burst: int = 20_000
     rule_events: int = 200_000
     rule_publishes: int = 5000
+    ui_runs: int = 100_000
+    ui_events: int = 10_000
+    ui_layers: int = 20
+    ui_layer_width: int = 50
+    ui_requests: int = 50
+    ui_loads: int = 7
 
     @classmethod
     def tiny(cls) -> Sizes:
@@ -104,6 +112,12 @@ class Sizes:
             kafka_burst=200,
             rule_events=2000,
             rule_publishes=50,
+            ui_runs=200,
+            ui_events=30,
+            ui_layers=4,
+            ui_layer_width=10,
+            ui_requests=3,
+            ui_loads=1,
         )
 
     def to_json(self) -> dict[str, object]:
@@ -204,5 +218,18 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "rules-e2e",
         "publish -> outcome recorded with 1,000 triggers, SQLite, events/s",
         lambda s, report: rules_end_to_end(s.rule_publishes, report),
+    ),
+    Benchmark(
+        "ui",
+        "web UI over 100,000 runs: page server time and chromium load time",
+        lambda s, report: ui_pages(
+            s.ui_runs,
+            s.ui_events,
+            s.ui_layers,
+            s.ui_layer_width,
+            s.ui_requests,
+            s.ui_loads,
+            report,
+        ),
     ),
 )

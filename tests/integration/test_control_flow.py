@@ -1195,7 +1195,9 @@ async def test_a_pool_of_one_slot_runs_one_task_at_a_time_across_pipelines(
 
         # One task holds the only slot; the other two wait for it, listed under the pool.
         await wait_for(
-            lambda: mod in sys.modules and len(warehouse()["waiting"]) == 2,
+            # The module is in sys.modules while it is still being imported: wait for its
+            # state to exist.
+            lambda: hasattr(sys.modules.get(mod), "pool") and len(warehouse()["waiting"]) == 2,
             message="two tasks to wait for the warehouse pool",
         )
         steps = module(mod)
