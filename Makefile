@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,notebook]'
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,notebook,otel]'
 	touch $@
 
 # Debian's chromium for the browser tests (tests/e2e/browser.py drives it with Playwright).

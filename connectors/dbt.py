@@ -24,6 +24,7 @@ from reactor.actions import TaskRequest
 from reactor.durations import Duration
 from reactor.errors import ActionError, ExpressionError
 from reactor.expressions import CompiledValue
+from reactor.lineage import lineage_env
 from reactor.recovery import RUN_ID_VARIABLE
 from reactor.specs import Spec, TaskSpec
 
@@ -196,6 +197,7 @@ class DbtAction:
             **os.environ,
             RUN_ID_VARIABLE: request.run_id,
             "REACTOR_TASK_ID": request.task_id,
+            **lineage_env(),
         }
         executable = await self._executable(env.get("PATH"))
         await self._check_project()

@@ -28,6 +28,7 @@ from connectors.process import exit_reason, start_group, supervise
 from reactor.actions import TaskRequest
 from reactor.errors import ActionError, ExpressionError
 from reactor.expressions import CompiledValue, Template
+from reactor.lineage import lineage_env
 from reactor.recovery import RUN_ID_VARIABLE
 from reactor.specs import TaskSpec
 
@@ -172,6 +173,7 @@ class NotebookAction:
             RUN_ID_VARIABLE: request.run_id,
             "REACTOR_TASK_ID": request.task_id,
             _ATTEMPT_VARIABLE: attempt,
+            **lineage_env(),
         }
         # -P: the worker's own folder (connectors/) must not shadow the notebook's imports.
         command = [sys.executable, "-P", str(_WORKER), str(report_file)]

@@ -29,6 +29,7 @@ from connectors.python_worker import FunctionNotFound, OutputNotJSON, load_funct
 from reactor.actions import TaskRequest
 from reactor.errors import ActionError, ExpressionError, exception_names
 from reactor.expressions import CompiledValue
+from reactor.lineage import lineage_env
 from reactor.recovery import RUN_ID_VARIABLE
 from reactor.specs import TaskSpec
 
@@ -140,7 +141,12 @@ class PythonAction:
                 await anyio.Path(name).unlink(missing_ok=True)
 
     async def _run_child(self, request: TaskRequest, call: bytes, report_file: Path) -> Any:
-        env = {**os.environ, RUN_ID_VARIABLE: request.run_id, "REACTOR_TASK_ID": request.task_id}
+        env = {
+            **os.environ,
+            RUN_ID_VARIABLE: request.run_id,
+            "REACTOR_TASK_ID": request.task_id,
+            **lineage_env(),
+        }
         python = sys.executable
         if self.venv is not None:
             python = await _venv_python(self.venv)

@@ -23,6 +23,7 @@ from reactor.actions import TaskRequest
 from reactor.durations import Duration
 from reactor.errors import ActionError, ExpressionError
 from reactor.expressions import CompiledValue, Template
+from reactor.lineage import lineage_env
 from reactor.recovery import RUN_ID_VARIABLE
 from reactor.specs import TaskSpec
 
@@ -195,6 +196,7 @@ async def command_output(
             RUN_ID_VARIABLE: request.run_id,
             "REACTOR_TASK_ID": request.task_id,
             _OUTPUT_VARIABLE: name,
+            **lineage_env(),
         }
         stdout = await run(env)
         wrote, output = await anyio.to_thread.run_sync(_read_output_file, Path(name))

@@ -27,6 +27,7 @@ from reactor.backfill import RUN_STATES
 from reactor.config import SETTINGS_FILE, Config, load_config
 from reactor.errors import ReactorError, SpecErrorGroup
 from reactor.explain import NOT_CANDIDATE
+from reactor.logs import LogFormat, setup_logging
 from reactor.params import ParamSpec, parse_cli_value
 from reactor.pipelines import load_folder, open_hooks
 from reactor.service import Reactor, Settings
@@ -77,19 +78,47 @@ _STATUS_STYLE = {
 _LOOP_OPTIONS = {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    for noisy in ("watchfiles", "uvicorn", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+class _LogFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+LogFormatOption = Annotated[
+    _LogFormat,
+    typer.Option(
+        "--log-format",
+        envvar="REACTOR_LOG_FORMAT",
+        case_sensitive=False,
+        help="text, or json: one JSON object per line on standard error, runs and tasks"
+        " included (docs/logging.md).",
+    ),
+]
+_cli_log = logging.getLogger("reactor.cli")
+_runs_log = logging.getLogger("reactor.runs")
+#: ``--log-format json``: what serve and run say goes out as JSON log lines, nothing else.
+_json_lines = False
+
+
+def _setup_logging(verbose: bool, log_format: _LogFormat = _LogFormat.text) -> None:
+    global _json_lines
+    _json_lines = log_format is _LogFormat.json
+    chosen: LogFormat = "json" if _json_lines else "text"
+    setup_logging(chosen, verbose=verbose)
+
+
+def _notice(text: str, *, to: Console = console, level: int = logging.INFO) -> None:
+    """Say ``text`` (plain) to the user; a log line under ``--log-format json``."""
+    if _json_lines:
+        _cli_log.log(level, text)
+    else:
+        to.print(text, markup=False)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    if _json_lines:
+        _cli_log.error(message)
+    else:
+        err.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
 
 
@@ -100,13 +129,15 @@ def _store_url(store: str | None, folder: Path) -> str:
 
 
 class LivePrinter:
-    """Prints one line per run and task state change; counts finished runs."""
+    """Prints one line per run and task state change (logs it, with ``json_lines``);
+    counts finished runs."""
 
     #: Iterations of a loop shown one by one before only every thousandth success is.
     SHOWN_ITERATIONS = 5
 
-    def __init__(self, exit_after: int | None = None) -> None:
+    def __init__(self, exit_after: int | None = None, *, json_lines: bool = False) -> None:
         self.exit_after = exit_after
+        self.json_lines = json_lines
         self.finished: list[RunRecord] = []
         self.enough = anyio.Event()
         #: Successful iterations per ``(run, loop)`` seen so far.
@@ -115,13 +146,19 @@ class LivePrinter:
     def _stamp(self) -> str:
         return datetime.now().strftime("%H:%M:%S")
 
-    def _line(self, plain: str, styled: str) -> None:
+    def _line(self, plain: str, styled: str, fields: dict[str, Any]) -> None:
+        """``plain`` or ``styled`` after the time; a JSON log line with ``fields`` instead
+        under ``--log-format json``."""
+        if self.json_lines:
+            _runs_log.info(plain, extra=fields)
+            return
+        stamp = self._stamp()
         # Rich costs about a millisecond a line (it inspects the terminal each time); into a
         # pipe or a file the line has no colours anyway, so it is written as it is.
         if console.is_terminal:
-            console.print(styled)
+            console.print(f"{stamp} {styled}")
         else:
-            sys.stdout.write(plain + "\n")
+            sys.stdout.write(f"{stamp} {plain}\n")
             sys.stdout.flush()
 
     def run_changed(self, run: RunRecord) -> None:
@@ -129,12 +166,12 @@ class LivePrinter:
         what = f"trigger {run.trigger}" if run.trigger else "on demand"
         what = f" {what}" if run.status == "queued" else ""
         reason = f" ({run.reason})" if run.reason and run.status != "succeeded" else ""
-        stamp = self._stamp()
         self._line(
-            f"{stamp} run {run.id} {run.pipeline} {run.status}{what}{reason}",
+            f"run {run.id} {run.pipeline} {run.status}{what}{reason}",
             # Reasons and outputs are data: brackets in them must not be read as markup.
-            f"{stamp} run {run.id} [bold]{escape(run.pipeline)}[/bold] "
+            f"run {run.id} [bold]{escape(run.pipeline)}[/bold] "
             f"[{style}]{run.status}[/{style}]{what}{escape(reason)}",
+            {"run_id": run.id, "pipeline": run.pipeline, "status": run.status},
         )
         # Only --exit-after needs the finished runs: kept for good, a long-lived serve
         # would grow by every run it ever finished.
@@ -160,9 +197,9 @@ class LivePrinter:
         if done <= self.SHOWN_ITERATIONS:
             return False
         if done % 1000 == 0:
-            stamp = self._stamp()
-            text = f"{stamp} run {run.id}   task {loop} {done} iterations succeeded so far"
-            self._line(text, escape(text))
+            text = f"run {run.id}   task {loop} {done} iterations succeeded so far"
+            fields = {"run_id": run.id, "task_id": loop, "pipeline": run.pipeline}
+            self._line(text, escape(text), fields)
         return True
 
     def task_changed(self, run: RunRecord, task: TaskRecord, note: str) -> None:
@@ -175,11 +212,16 @@ class LivePrinter:
             detail = f" output={shown[:80]}{'...' if len(shown) > 80 else ''}"
         elif note:
             detail = f" {note}"
-        stamp = self._stamp()
         self._line(
-            f"{stamp} run {run.id}   task {task.task_id} {task.status}{detail}",
-            f"{stamp} run {run.id}   task {task.task_id} "
-            f"[{style}]{task.status}[/{style}]{escape(detail)}",
+            f"run {run.id}   task {task.task_id} {task.status}{detail}",
+            f"run {run.id}   task {task.task_id} [{style}]{task.status}[/{style}]{escape(detail)}",
+            {
+                "run_id": run.id,
+                "task_id": task.task_id,
+                "pipeline": run.pipeline,
+                "status": task.status,
+                "attempt": task.attempts,
+            },
         )
 
 
@@ -199,10 +241,13 @@ async def _watch_signals(stop: anyio.Event, reactor: Reactor, *, task_status: An
             count += 1
             name = signal.Signals(signum).name
             if count == 1:
-                err.print(f"{name}: stopping (running tasks get the grace period; again to cancel)")
+                _notice(
+                    f"{name}: stopping (running tasks get the grace period; again to cancel)",
+                    to=err,
+                )
                 stop.set()
             else:
-                err.print(f"{name}: cancelling running tasks now")
+                _notice(f"{name}: cancelling running tasks now", to=err, level=logging.WARNING)
                 reactor.cancel_all()
 
 
@@ -218,7 +263,7 @@ def _load_config(folder: Path) -> Config:
         return load_config(folder)
     except SpecErrorGroup as exc:
         for problem in exc.problems:
-            err.print(str(problem), markup=False)
+            _notice(str(problem), to=err, level=logging.ERROR)
         raise _fail(f"{len(exc.problems)} problem(s) in {folder / SETTINGS_FILE}") from None
 
 
@@ -282,12 +327,13 @@ def serve(
         typer.Option(help="Stop after this many runs finished; exit 0 only if all succeeded."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: LogFormatOption = _LogFormat.text,
 ) -> None:
     """Run the service: sensors, triggers, runs and the HTTP API.
 
     Settings not given as flags (or REACTOR_* variables) come from DIR/reactor.yaml.
     """
-    _setup_logging(verbose)
+    _setup_logging(verbose, log_format)
     config = _load_config(folder)
     spec = config.spec
     # Only read when no flag gave one: an unset env:VAR under store: must not stop --store.
@@ -295,7 +341,7 @@ def serve(
     address = None if no_http else _parse_http(_pick(http, spec.http, "127.0.0.1:8080"))
     heartbeat = _pick(heartbeat, spec.heartbeat, 5.0)
     lease = _pick(lease, spec.lease, 15.0)
-    printer = LivePrinter(exit_after)
+    printer = LivePrinter(exit_after, json_lines=_json_lines)
     if lease <= heartbeat:
         raise _fail(f"the lease ({lease:g}s) must be longer than the heartbeat ({heartbeat:g}s)")
     settings = Settings(
@@ -327,7 +373,7 @@ def serve(
                         else ""
                     )
                     names = ", ".join(sorted(reactor.pipelines)) or "none"
-                    console.print(f"Reactor serving {folder} (pipelines: {names}){where}")
+                    _notice(f"Reactor serving {folder} (pipelines: {names}){where}")
                     # What start-up made lives as long as the service: kept out of the
                     # collector's full passes, which would walk it again and again.
                     gc.freeze()
@@ -342,11 +388,11 @@ def serve(
             raise failure[0]
     except SpecErrorGroup as exc:
         for problem in exc.problems:
-            err.print(str(problem), markup=False)
+            _notice(str(problem), to=err, level=logging.ERROR)
         raise _fail(f"{len(exc.problems)} problem(s) in {folder}; nothing started") from None
     except ReactorError as exc:
         raise _fail(str(exc)) from None
-    console.print("Reactor stopped.")
+    _notice("Reactor stopped.")
     if exit_after is not None:
         failed = [r for r in printer.finished if r.status != "succeeded"]
         if failed or len(printer.finished) < exit_after:
@@ -380,14 +426,15 @@ def run(
     folder: Annotated[Path, typer.Option("--dir", help="The pipelines folder.")] = Path(),
     store: StoreOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: LogFormatOption = _LogFormat.text,
 ) -> None:
     """Run a pipeline once, now, in this process; exit 0 only if it succeeded."""
-    _setup_logging(verbose)
+    _setup_logging(verbose, log_format)
     loaded = load_folder(folder)
     target = loaded.pipelines.get(pipeline)
     if target is None:
         for problem in loaded.problems:
-            err.print(str(problem), markup=False)
+            _notice(str(problem), to=err, level=logging.ERROR)
         known = ", ".join(sorted(loaded.pipelines)) or "none"
         raise _fail(f"no valid pipeline {pipeline!r} in {folder} (found: {known})")
     params: dict[str, Any] = {}
@@ -396,7 +443,7 @@ def run(
         if not sep:
             raise _fail(f"-p {item!r}: write key=value")
         params[key] = parse_cli_value(target.params.get(key), value)
-    printer = LivePrinter()
+    printer = LivePrinter(json_lines=_json_lines)
     settings = Settings(reload=False, sensors=False, recover=False, strict=False, chain=False)
 
     async def main() -> RunRecord:
@@ -411,7 +458,7 @@ def run(
         finished = anyio.run(main)
     except SpecErrorGroup as exc:
         for problem in exc.problems:
-            err.print(str(problem), markup=False)
+            _notice(str(problem), to=err, level=logging.ERROR)
         raise _fail(f"{len(exc.problems)} problem(s) in {folder}") from None
     except ReactorError as exc:
         raise _fail(str(exc)) from None

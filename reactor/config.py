@@ -10,8 +10,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
+from reactor.alerting.specs import AlertingSpec, AlertSpec
 from reactor.durations import Duration
 from reactor.errors import ConnectorError, SpecError, SpecErrorGroup, SpecProblem
+from reactor.openlineage import LineageSection, LineageSpec
 from reactor.retention import RetentionSpec
 from reactor.specs import NAME_PATTERN, Spec
 from reactor.yamlfile import load_yaml
@@ -107,6 +109,10 @@ def _empty_section(value: Any) -> Any:
     return {} if value is None else value
 
 
+def _empty_list(value: Any) -> Any:
+    return [] if value is None else value
+
+
 ConnectionName = Annotated[str, AfterValidator(_connection_name)]
 PoolName = Annotated[str, Field(pattern=NAME_PATTERN)]
 ConnectionTarget = Annotated[str, AfterValidator(_connection_target)]
@@ -132,6 +138,12 @@ class ConfigSpec(Spec):
     ] = {}
     #: What the background pass removes (runs, events); nothing without it.
     retention: RetentionSpec | None = None
+    #: Alerts of every pipeline that has no ``alerts:`` of its own.
+    alerts: Annotated[list[AlertSpec], BeforeValidator(_empty_list)] = []
+    #: SMTP server, fatigue defaults, quiet hours (docs/alerts.md).
+    alerting: Annotated[AlertingSpec, BeforeValidator(_empty_section)] = AlertingSpec()
+    #: Where OpenLineage run events go (docs/lineage.md).
+    lineage: LineageSection = LineageSpec()
 
 
 @dataclass(frozen=True)
@@ -179,6 +191,31 @@ class Config:
         return self.spec.limits
 
 
+def _section(loc: tuple[Any, ...]) -> type[Spec]:
+    """The settings model at ``loc`` (``("alerting", "smtp")``: :class:`SmtpSpec`)."""
+    section: type[Spec] = ConfigSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field_info = section.model_fields.get(str(part))
+        inner = _spec_in(field_info.annotation) if field_info is not None else None
+        if inner is None:
+            break
+        section = inner
+    return section
+
+
+def _spec_in(annotation: Any) -> type[Spec] | None:
+    """The :class:`Spec` class in a field's type (``list[AlertSpec] | None``: AlertSpec)."""
+    if isinstance(annotation, type) and issubclass(annotation, Spec):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _spec_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def load_config(folder: Path, *, display: str | None = None) -> Config:
     """The folder's ``reactor.yaml``; raises :class:`SpecErrorGroup` with file:line problems."""
     path = folder / SETTINGS_FILE
@@ -201,11 +238,10 @@ def load_config(folder: Path, *, display: str | None = None) -> Config:
             loc = tuple(part for part in error["loc"] if part != "[key]")
             message = str(error["msg"]).removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                section: type[Spec] = ConfigSpec if len(loc) == 1 else LimitsSpec
-                if len(loc) > 1 and loc[0] == "retention":
-                    section = RetentionSpec
+                section = _section(loc[:-1])
                 message = f"unknown setting; {'.'.join(map(str, loc[:-1])) or SETTINGS_FILE}"
-                message += f" takes {', '.join(section.model_fields)}"
+                names = [f.alias or n for n, f in section.model_fields.items()]
+                message += f" takes {', '.join(names)}"
             problems.append(doc.problem(loc, message))
         problems.sort(key=lambda p: p.line or 0)
         raise SpecErrorGroup(problems) from exc

@@ -16,6 +16,7 @@ import anyio
 
 from reactor.actions import ChildRuns, LogStream, TaskRequest
 from reactor.admission import LocalPools, Pools, TaskSlots
+from reactor.assets import AssetUse, asset_event
 from reactor.checks import CHECK_TASK_KEY, check_events
 from reactor.clock import Clock, run_with_timeout
 from reactor.control import ForEachTaskSpec
@@ -24,13 +25,22 @@ from reactor.durations import format_duration
 from reactor.errors import ActionError, ExpressionError, exception_names
 from reactor.events import Event, logical_scope
 from reactor.failpoints import hit
+from reactor.lineage import TaskLineage
+from reactor.logs import EVENT_ID, RUN_ID, TASK_ID
 from reactor.pipelines import Pipeline, Task
 from reactor.retry import Failure, RetryPolicy
 from reactor.specs import TASK_EVENT_PREFIX, run_event_source
 from reactor.store import AttemptRecord, LogLine, RunRecord, Store, TaskEvent, TaskRecord
 from reactor.writes import TaskWriter
 
-__all__ = ["DEFAULT_MAX_OUTPUT", "RunExecutor", "RunObserver", "TaskEventSink", "task_event"]
+__all__ = [
+    "DEFAULT_MAX_OUTPUT",
+    "LineageSink",
+    "RunExecutor",
+    "RunObserver",
+    "TaskEventSink",
+    "task_event",
+]
 
 logger = logging.getLogger("reactor.executor")
 
@@ -92,6 +102,26 @@ def task_event(run: RunRecord, record: TaskRecord, at: datetime) -> Event:
     )
 
 
+class LineageSink(Protocol):
+    """Told when each task attempt starts and ends, with its assets (OpenLineage); must
+    not wait."""
+
+    def attempt_started(
+        self, run: RunRecord, task_id: str, attempt: int, lineage: TaskLineage, at: datetime
+    ) -> None: ...
+
+    def attempt_ended(
+        self,
+        run: RunRecord,
+        task_id: str,
+        attempt: int,
+        status: str,
+        lineage: TaskLineage,
+        at: datetime,
+        error: str | None,
+    ) -> None: ...
+
+
 class RunObserver(Protocol):
     """Told about every run and task state change (the CLI prints them; the UI streams them)."""
 
@@ -145,8 +175,14 @@ class RunExecutor:
         max_output: int = DEFAULT_MAX_OUTPUT,
         children: ChildRuns | None = None,
         retry_base: Mapping[str, int] | None = None,
+        lineage: LineageSink | None = None,
     ) -> None:
         self.run = run
+        #: Told of every attempt's assets (OpenLineage); and the assets of open attempts.
+        self._lineage_sink = lineage
+        self._lineage: dict[tuple[str, int], TaskLineage] = {}
+        #: ``reactor.asset.updated`` of a task that succeeded, sent with its new state.
+        self._asset_events: dict[str, list[Event]] = {}
         #: Attempts made before a repair, per task: they do not use up its retries.
         self._retry_base = dict(retry_base or {})
         self.pipeline = pipeline
@@ -221,6 +257,7 @@ class RunExecutor:
         now = self.clock.now()
         events: list[Event] = []
         for record in tasks:
+            events.extend(self._asset_events.pop(record.task_id, ()))
             if record.status not in FINAL_TASK_STATES or record.task_id not in self.records:
                 continue
             events.append(task_event(self.run, record, now))
@@ -268,6 +305,9 @@ class RunExecutor:
         return changed
 
     async def execute(self) -> RunRecord:
+        # The run's own task: what it and its tasks log names the run (and its event).
+        RUN_ID.set(self.run.id)
+        EVENT_ID.set(self.run.event_ids[0] if self.run.event_ids else None)
         now = self.clock.now()
         self.run.status = "running"
         self.run.started_at = self.run.started_at or now
@@ -391,12 +431,14 @@ class RunExecutor:
     ) -> None:
         """Attempts of one task (or one iteration, with ``extra`` in its scope) to its end."""
         policy = task.retry
+        TASK_ID.set(record.task_id)  # each task (each loop worker) runs in a task of its own
         while True:
             async with self._pool(task, record), self.task_slots.slot():
                 attempt = self._start_attempt(record)
                 hit("task.after_start")
                 output, failure = await self._attempt(task, attempt, extra)
                 hit("task.after_action")
+                await self._attempt_assets(attempt, failure)
                 del self._open_attempts[record.task_id]
             outcome = "succeeded" if failure is None else failure.outcome
             now = self._end_attempt(attempt, outcome, failure.error if failure else None)
@@ -486,6 +528,15 @@ class RunExecutor:
         scope = self._scope()
         if extra:
             scope.update(extra)
+        try:
+            lineage = TaskLineage(*task.assets.render(scope))
+        except ValueError as exc:
+            return None, Failure("failed", f"cannot render {exc}", permanent=True)
+        self._lineage[(attempt.task_id, attempt.attempt)] = lineage
+        if self._lineage_sink is not None:
+            self._lineage_sink.attempt_started(
+                self.run, attempt.task_id, attempt.attempt, lineage, self.clock.now()
+            )
         request = TaskRequest(
             run_id=self.run.id,
             pipeline=self.pipeline.name,
@@ -500,7 +551,9 @@ class RunExecutor:
         )
         try:
             output = await run_with_timeout(
-                self.clock, task.spec.timeout, lambda: task.action.execute(request)
+                self.clock,
+                task.spec.timeout,
+                lambda: lineage.run(lambda: task.action.execute(request)),
             )
         except TimeoutError:
             error = f"timed out after {format_duration(task.spec.timeout or 0)}"
@@ -509,6 +562,7 @@ class RunExecutor:
             failure = Failure("failed", str(exc), exc.exit_code, exc.exceptions)
             return None, replace(failure, output=exc.output, permanent=exc.permanent)
         except anyio.get_cancelled_exc_class():
+            self._attempt_ended(attempt, "cancelled", None)
             raise
         except Exception as exc:
             logger.exception("task %s of run %s crashed", attempt.task_id, self.run.id)
@@ -517,6 +571,58 @@ class RunExecutor:
         if output is not None and (too_big := self._output_too_big(output)):
             return None, Failure("failed", too_big, permanent=True)
         return output, None
+
+    def _attempt_ended(
+        self, attempt: AttemptRecord, status: str, error: str | None
+    ) -> TaskLineage | None:
+        """The assets of an attempt that ended (``None`` if it never got to run); the
+        lineage sink is told."""
+        lineage = self._lineage.pop((attempt.task_id, attempt.attempt), None)
+        if lineage is not None and self._lineage_sink is not None:
+            self._lineage_sink.attempt_ended(
+                self.run, attempt.task_id, attempt.attempt, status, lineage, self.clock.now(), error
+            )
+        return lineage
+
+    async def _attempt_assets(self, attempt: AttemptRecord, failure: Failure | None) -> None:
+        """Record what a successful attempt read and wrote, and queue an asset event per
+        write (sent with the task's new state); a failed attempt's assets are not."""
+        status = "succeeded" if failure is None else failure.outcome
+        lineage = self._attempt_ended(attempt, status, failure.error if failure else None)
+        if lineage is None or failure is not None:
+            return
+        now = self.clock.now()
+        run, task_id, number = self.run, attempt.task_id, attempt.attempt
+        uses = [
+            *(
+                AssetUse(a, "read", run.id, task_id, number, run.pipeline, now)
+                for a in lineage.inputs
+            ),
+            *(
+                AssetUse(a, "write", run.id, task_id, number, run.pipeline, now)
+                for a in lineage.outputs
+            ),
+        ]
+        if not uses:
+            return
+        try:
+            await self.store.record_assets(uses)
+        except Exception:
+            # Lineage is a record of the work, not the work: the task still succeeded.
+            logger.exception("recording the assets of task %s failed", attempt.task_id)
+            return
+        if self._task_events is not None and lineage.outputs:
+            self._asset_events[attempt.task_id] = [
+                asset_event(
+                    a,
+                    pipeline=self.run.pipeline,
+                    run_id=self.run.id,
+                    task_id=attempt.task_id,
+                    attempt=attempt.attempt,
+                    at=now,
+                )
+                for a in lineage.outputs
+            ]
 
     def _output_too_big(self, output: Any) -> str | None:
         if isinstance(output, bool | int | float):
@@ -537,6 +643,7 @@ class RunExecutor:
         logs) per item, ``concurrency`` at a time; its output is their outputs in order."""
         spec = task.spec
         assert isinstance(spec, ForEachTaskSpec)
+        TASK_ID.set(record.task_id)
         attempt = self._start_attempt(record)
         iterations: list[TaskRecord] = []
         status, error = "failed", None
@@ -561,6 +668,9 @@ class RunExecutor:
             error = f"timed out after {format_duration(spec.timeout or 0)}"
             self._write(*self._cut_off(iterations, "timed_out", error))
         del self._open_attempts[task.id]
+        # The loop's own inputs:/outputs: count once, when all its iterations are done.
+        ended = None if status == "succeeded" else Failure(status, error or status)
+        await self._attempt_assets(attempt, ended)
         now = self._end_attempt(attempt, status, error)
         record.status = status
         record.error = error

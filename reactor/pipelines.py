@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 from collections import Counter
@@ -14,6 +15,9 @@ from typing import Annotated, Any, Union
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, create_model
 
 from reactor.actions import Action
+from reactor.alerting.specs import AlertSpec
+from reactor.asset_trigger import AssetTriggerSpec
+from reactor.assets import DeclaredAssets, template_pattern
 from reactor.config import SETTINGS_FILE, Config, load_config
 from reactor.control import ForEachTaskSpec, RunPipelineSpec, RunPipelineTaskSpec
 from reactor.dag import Need, find_cycle, topological_order
@@ -64,6 +68,8 @@ class PipelineSpec(Spec):
     timeout: Duration | None = Field(None, gt=0)
     #: Overrides ``runs``/``keep_runs`` of ``retention:`` in ``reactor.yaml`` for this pipeline.
     retention: PipelineRetentionSpec | None = None
+    #: Replaces ``alerts:`` of ``reactor.yaml`` for this pipeline (docs/alerts.md).
+    alerts: list[AlertSpec] = []
     triggers: list[Any] = []
     tasks: list[Any] = Field(min_length=1)
 
@@ -171,6 +177,8 @@ class Task:
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(None))
     #: What a ``for_each:`` runs per item.
     inner: Task | None = None
+    #: Its ``inputs:`` and ``outputs:``, compiled (reactor/assets.py).
+    assets: DeclaredAssets = field(default_factory=lambda: DeclaredAssets((), ()))
 
     @property
     def need_ids(self) -> tuple[str, ...]:
@@ -366,6 +374,15 @@ def _compile(
         except ExpressionError as exc:
             problems.append(doc.problem(("triggers", i, *exc.loc), str(exc)))
             continue
+        if isinstance(trigger_spec, AssetTriggerSpec):
+            trigger_spec = trigger_spec.bound(spec.name, _declared_inputs(task_specs))
+            if not trigger_spec.patterns:
+                message = (
+                    "on: asset without assets: fires when an input of this pipeline's tasks"
+                    " is written, but no task declares inputs:; add assets: or inputs:"
+                )
+                problems.append(doc.problem(("triggers", i), message))
+                continue
         filter_ = trigger_spec.event_filter(key)
         raw = doc.data["triggers"][i] if isinstance(doc.data, dict) else {}
         lines = (
@@ -403,6 +420,17 @@ def _compile(
     )
 
 
+def _declared_inputs(specs: Iterable[TaskSpec]) -> list[str]:
+    """The patterns of the assets a pipeline's tasks (and loops' tasks) declare reading."""
+    found: list[str] = []
+    for spec in specs:
+        inner = spec.task.get("inputs", []) if isinstance(spec, ForEachTaskSpec) else []
+        for text in [*spec.inputs, *([inner] if isinstance(inner, str) else inner)]:
+            with contextlib.suppress(ValueError):  # the loop's task reports its own problem
+                found.append(template_pattern(str(text)))
+    return list(dict.fromkeys(found))
+
+
 def _compile_task(
     doc: YamlDocument,
     loc: tuple[str | int, ...],
@@ -416,6 +444,7 @@ def _compile_task(
     try:
         action = kind.action(spec, base_dir)
         retry = RetryPolicy(spec.retries, spec.retry_on)
+        assets = DeclaredAssets(spec.inputs, spec.outputs)
     except ExpressionError as exc:
         where = exc.loc or (kind.key,)
         if where == ("retry_on", "when") and isinstance(_raw(doc.data, (*loc, "retry_on")), str):
@@ -436,7 +465,7 @@ def _compile_task(
         if inner is None:
             return None
     needs = tuple(Need(n.task, n.outcome) for n in spec.need_specs)
-    return Task(spec.id, spec, needs, action, retry, inner)
+    return Task(spec.id, spec, needs, action, retry, inner, assets)
 
 
 def _raw(data: Any, loc: Sequence[str | int]) -> Any:
@@ -636,7 +665,31 @@ def load_folder(folder: Path, *, registry: Registry | None = None) -> FolderLoad
         # defaults would add "unknown connection/pool" for every name it declares.
         _check_connections(result, folder)
         _check_pools(result, folder)
+        _check_alerts(result, folder)
     return result
+
+
+def _check_alerts(result: FolderLoad, folder: Path) -> None:
+    """An ``email:`` alert needs ``alerting.smtp`` in ``reactor.yaml``."""
+    if result.config.spec.alerting.smtp is not None:
+        return
+    message = f"email: needs alerting: {{smtp: {{host: ...}}}} in {SETTINGS_FILE}"
+    for index, alert in enumerate(result.config.spec.alerts):
+        if alert.email is not None:
+            display = str(Path(folder.name) / SETTINGS_FILE)
+            assert result.config.path is not None
+            doc = load_yaml(result.config.path, display=display)
+            result.problems.append(doc.problem(("alerts", index, "email"), message))
+    bad: set[str] = set()
+    for name, pipeline in result.pipelines.items():
+        for index, alert in enumerate(pipeline.spec.alerts):
+            if alert.email is not None:
+                display = str(pipeline.path.relative_to(folder.parent))
+                doc = parse_yaml(pipeline.text, display=display)
+                result.problems.append(doc.problem(("alerts", index, "email"), message))
+                bad.add(name)
+    for name in bad:
+        result.broken.add(result.pipelines.pop(name).path)
 
 
 def _check_pools(result: FolderLoad, folder: Path) -> None:

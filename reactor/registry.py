@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reactor.actions import Action
+from reactor.asset_trigger import AssetTriggerSpec
 from reactor.control import (
     ForEachAction,
     ForEachTaskSpec,
@@ -68,6 +69,7 @@ def _core_registry() -> Registry:
     registry = Registry()
     registry.add_trigger(TriggerKind("event", EventTriggerSpec))
     registry.add_trigger(TriggerKind("pipeline", PipelineTriggerSpec))
+    registry.add_trigger(TriggerKind("asset", AssetTriggerSpec))
     registry.add_task(TaskKind("if", IfTaskSpec, IfAction))
     registry.add_task(TaskKind("for_each", ForEachTaskSpec, ForEachAction))
     registry.add_task(TaskKind("run_pipeline", RunPipelineTaskSpec, RunPipelineAction))

@@ -6,9 +6,10 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +26,7 @@ from reactor.admission import (
     TaskSlots,
     plan_admission,
 )
+from reactor.alerting.alerter import Alerter
 from reactor.audit import AuditEntry
 from reactor.backfill import (
     DEFAULT_CONCURRENCY,
@@ -43,6 +45,9 @@ from reactor.events import Event, new_id
 from reactor.executor import RunExecutor, RunObserver
 from reactor.failpoints import hit
 from reactor.grouping import Fire, Windows
+from reactor.logs import EVENT_ID
+from reactor.metrics import Backlog, Metrics
+from reactor.openlineage import OpenLineageEmitter
 from reactor.params import check_params
 from reactor.pauses import Pause, Resumed, pause_key, paused_triggers
 from reactor.pipelines import (
@@ -78,6 +83,7 @@ from reactor.specs import HookReceiver, HttpIngress, TriggerSpec, run_event_sour
 from reactor.store import LogLine, RunRecord, Store, StoredEvent, TaskRecord
 from reactor.store.base import Admitted, BackfillRow, OutcomeToRecord
 from reactor.store.records import FINAL_RUN_STATES, DeadLetter, ProcessRecord, WindowRow
+from reactor.tracing import tracing_from_env
 
 __all__ = ["PublishResult", "Reactor", "Settings"]
 
@@ -132,6 +138,8 @@ class _Envelope:
     event: Event
     done: anyio.Event | None = None
     run_ids: list[str] = field(default_factory=list)
+    #: When the event reached the service (``time.perf_counter``), for the start latency.
+    arrived: float = field(default_factory=time.perf_counter)
     error: BaseException | None = None
     #: A replay after a pause: only these triggers are decided again, and their records
     #: replace theirs in the event's ``previous`` outcome.
@@ -283,13 +291,28 @@ class Reactor:
         self.observers = list(observers)
         #: Told of every event the rule engine decided, with its outcome (the UI's stream).
         self.event_observers: list[EventObserver] = []
+        #: Alerts (docs/alerts.md): told of runs and events like any observer.
+        self.alerter = Alerter(self)
+        self.observers.append(self.alerter)
+        self.event_observers.append(self.alerter)
         #: Called just before the HTTP server stops (the UI ends its live streams).
         self.before_http_stops: list[Callable[[], None]] = []
         self.host = socket.gethostname()
         self.owner = f"{self.host}:{os.getpid()}:{new_id()[-8:]}"
         self.env = dict(os.environ)
+        #: Prometheus metrics (``GET /metrics``), and traces when OpenTelemetry is configured.
+        self.metrics = Metrics()
+        self.metrics.watch(self.backlog, self.sensor_health)
+        self.metrics.time_store(store)
+        self.tracing = tracing_from_env(self.env)
+        for observer in (self.metrics, self.tracing):
+            if observer is not None:
+                self.observers.append(observer)
+                self.event_observers.append(observer)
         self.pipelines: dict[str, Pipeline] = {}
         self.config = Config()
+        #: Sends OpenLineage events when ``lineage.openlineage`` is set (read at start).
+        self.lineage: OpenLineageEmitter | None = None
         self._hooks: dict[str, HookReceiver] = {}
         self._versions: dict[tuple[str, str], Pipeline] = {}
         self._rules = RuleEngine(())
@@ -335,6 +358,7 @@ class Reactor:
             self.pipelines = loaded.pipelines
             self.config = loaded.config
             self.pools.resize(self.config.spec.pools)
+            self.lineage = self._open_lineage()
             # Secrets are read now: a hook that could not check its requests must not start.
             self._hooks, unavailable = open_hooks(
                 self.pipelines.values(), self.env, self.config.limits.webhook_max_body
@@ -431,6 +455,8 @@ class Reactor:
             finally:
                 with anyio.CancelScope(shield=True):
                     await self.store.close()
+                    if self.tracing is not None:
+                        await self.tracing.close()
 
     @property
     def accepting(self) -> bool:
@@ -452,11 +478,25 @@ class Reactor:
         with self._background:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat_loop)
+                if self.lineage is not None:
+                    tg.start_soon(self.lineage.run)
                 if self.settings.recover:  # not in ``reactor run``: it only runs its pipeline
                     tg.start_soon(retention_loop, self)
+                    tg.start_soon(self.alerter.run)
                 if self.settings.reload and self.pipelines_dir is not None:
                     tg.start_soon(self._watch_pipelines)
                 task_status.started()
+
+    def _open_lineage(self) -> OpenLineageEmitter | None:
+        spec = self.config.spec.lineage.openlineage
+        if spec is None:
+            return None
+        try:
+            return OpenLineageEmitter(spec, self.env, self.clock)
+        except ConnectorError as exc:
+            # Lineage is a record of the work: its endpoint's key missing stops no pipeline.
+            logger.warning("OpenLineage events are not sent: %s", exc)
+            return None
 
     async def _serve_http(self, host: str, port: int, *, task_status: TaskStatus[int]) -> None:
         from reactor.api import create_app, serve_http
@@ -653,14 +693,16 @@ class Reactor:
         self, trigger_key: str, events: Sequence[Event], cursor: Any = None
     ) -> list[EmitResult]:
         """Persist ``events`` (and ``cursor``) in one transaction, then hand the new ones on."""
+        arrived = time.perf_counter()
         stored = await self.store.ingest_many(
             events, self.clock.now(), (trigger_key, cursor) if cursor is not None else None
         )
         hit("ingest.after_persist")
         results = []
         for event, (event_id, new) in zip(events, stored, strict=True):
+            self.metrics.ingested(event, new)
             if new:
-                await self._bus.publish(_Envelope(event))
+                await self._bus.publish(_Envelope(event, arrived=arrived))
             results.append(EmitResult(event_id, new))
         return results
 
@@ -675,6 +717,7 @@ class Reactor:
             "sensor %s: dead letter %s: %s", letter.trigger_key, letter.ref, letter.reason
         )
         await self.store.add_dead_letter(letter)
+        self.metrics.dead_letter(letter.trigger_key)
 
     async def last_event(self, source: str) -> StoredEvent | None:
         return await self.store.last_event(source)
@@ -688,19 +731,22 @@ class Reactor:
             # Stored as decided (no trigger listens): the rule loop never sees it.
             for observer in self.event_observers:
                 observer.event_decided(event, [])
+        self.metrics.ingested(event, result[1])
         return result
 
     async def emit(self, event: Event) -> EmitResult:
         """For sensors: persist ``event``, then hand it to the rule engine (not waiting)."""
+        arrived = time.perf_counter()
         event_id, new = await self._ingest(event)
         if new:
-            await self._bus.publish(_Envelope(event))
+            await self._bus.publish(_Envelope(event, arrived=arrived))
         return EmitResult(event_id, new)
 
     async def publish(self, event: Event) -> PublishResult:
         """Persist ``event`` and wait until its runs are admitted; duplicates start nothing."""
         if not self._accepting:
             raise AdmissionError("the service is stopping and does not accept events")
+        arrived = time.perf_counter()
         event_id, new = await self._ingest(event)
         if not new:
             stored = await self.store.get_event(event.source, event.id)
@@ -710,7 +756,7 @@ class Reactor:
                 else []
             )
             return PublishResult(event_id, True, run_ids)
-        envelope = _Envelope(event, anyio.Event())
+        envelope = _Envelope(event, anyio.Event(), arrived=arrived)
         await self._bus.publish(envelope)
         assert envelope.done is not None
         await envelope.done.wait()
@@ -783,6 +829,7 @@ class Reactor:
             else:
                 for (_, plan, events), run in zip(decision.planned, result, strict=True):
                     if run.new:
+                        self.metrics.run_admitted(run.run.id, envelope.arrived)
                         self._admit(run.run, plan, events)
                 envelope.run_ids = [run.run.id for run in result]
             if envelope.done is not None:
@@ -842,6 +889,9 @@ class Reactor:
         across it. ``only``: decide for these triggers alone (a replay after a pause)."""
         decided = _Decided()
         paused = self._paused
+        # Lines logged while deciding name the event (reset below: no ``try``, a failure
+        # here fails the whole batch anyway).
+        event_token = EVENT_ID.set(event.id)
         for decision in self._rules.evaluate(event, self.env):
             if only is not None and decision.trigger not in only:
                 continue
@@ -895,6 +945,7 @@ class Reactor:
                     continue
                 record["run_id"] = run[0].id
                 decided.planned.append(run)
+        EVENT_ID.reset(event_token)
         return decided
 
     def _plan_fire(
@@ -1069,6 +1120,7 @@ class Reactor:
             max_output=self.config.limits.max_output,
             children=self,
             retry_base=retry_base,
+            lineage=self.lineage,
         )
         self._runs[run.id] = executor
         self._run_slots.acquire(run.pipeline, run.id)
@@ -1294,8 +1346,10 @@ class Reactor:
         """Start a run of a pipeline on demand (CLI, API, UI); ``actor`` is who asked."""
         key = f"{pipeline_name}/manual@{new_id()}"
         run = await self._run_on_demand(pipeline_name, params or {}, key)
+        # As admitted: the executor changes the record it runs while the audit is written.
+        admitted = replace(run)
         await self._audit(actor, "run", pipeline_name, run_id=run.id, params=run.params)
-        return run
+        return admitted
 
     async def _run_on_demand(
         self, pipeline_name: str, params: Mapping[str, Any], key: str
@@ -1957,6 +2011,16 @@ class Reactor:
     def hook(self, name: str) -> HookReceiver | None:
         """The receiver of ``POST /hooks/{name}``, if a loaded pipeline has that hook."""
         return self._hooks.get(name)
+
+    def backlog(self) -> Backlog:
+        """Runs queued and running here by pipeline, and events the rule engine has not
+        taken yet (read by ``GET /metrics`` when scraped)."""
+        running = Counter(executor.run.pipeline for executor in self._runs.values())
+        return Backlog(
+            queued={name: len(queue) for name, queue in self._queued.items() if queue},
+            running=dict(running),
+            inbox=self._rule_inbox.statistics().current_buffer_used,
+        )
 
     def health(self) -> dict[str, Any]:
         sensors = {

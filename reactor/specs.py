@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -20,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from reactor.assets import declared_asset
 from reactor.durations import Duration
 from reactor.errors import ReactorError
 from reactor.events import Event
@@ -342,11 +344,14 @@ TRIGGER_EVENT_PREFIX = "reactor.trigger."
 #: Data-quality check results: ``reactor.check.passed | warned | failed``,
 #: id ``run/task/attempt/check``.
 CHECK_EVENT_PREFIX = "reactor.check."
+#: A task wrote an asset: ``reactor.asset.updated`` (reactor/assets.py).
+ASSET_EVENT_PREFIX = "reactor.asset."
 INTERNAL_EVENT_PREFIXES = (
     RUN_EVENT_PREFIX,
     TASK_EVENT_PREFIX,
     TRIGGER_EVENT_PREFIX,
     CHECK_EVENT_PREFIX,
+    ASSET_EVENT_PREFIX,
 )
 
 
@@ -393,6 +398,11 @@ class NeedSpec(Spec):
     outcome: bool | None = None
 
 
+#: An asset in ``inputs:``/``outputs:``: checked (and normalised, unless it is a template)
+#: when the file is read, so ``reactor validate`` names the bad one at its line.
+DeclaredAsset = Annotated[str, AfterValidator(declared_asset)]
+
+
 def _need_kind(value: Any) -> str:
     return "<need>" if isinstance(value, dict | NeedSpec) else "<id>"
 
@@ -415,6 +425,9 @@ class TaskSpec(Spec):
     timeout: Duration | None = Field(None, gt=0)
     #: A named pool (``pools:`` in ``reactor.yaml``) whose slots this task shares.
     pool: str | None = Field(None, pattern=NAME_PATTERN)
+    #: Assets it reads and writes (URIs or names, templates allowed; docs/lineage.md).
+    inputs: list[DeclaredAsset] = []
+    outputs: list[DeclaredAsset] = []
 
     #: The key that names this task type in a file.
     type_key: ClassVar[str] = ""
@@ -438,6 +451,12 @@ class TaskSpec(Spec):
     @classmethod
     def _single_need(cls, value: Any) -> Any:
         return [value] if isinstance(value, str | dict) else value
+
+    @field_validator("inputs", "outputs", mode="before")
+    @classmethod
+    def _single_asset(cls, value: Any) -> Any:
+        # ``outputs: file:///x.csv`` is read as ``outputs: [file:///x.csv]``.
+        return [value] if isinstance(value, str) else value
 
     @property
     def need_specs(self) -> list[NeedSpec]:

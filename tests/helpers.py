@@ -56,7 +56,10 @@ class Recorder:
         self._wake()
 
     def finished(self) -> list[RunRecord]:
-        return [r for r in self.runs.values() if r.status in FINAL_RUN_STATES]
+        """The runs whose end the observers were told of (a record's own status may be
+        final a moment before that: the executor sets it, then writes, then tells)."""
+        told = {run_id: status for run_id, _, status in self.changes}
+        return [self.runs[r] for r, status in told.items() if status in FINAL_RUN_STATES]
 
     async def wait_finished(self, count: int = 1, *, timeout: float = 10.0) -> list[RunRecord]:
         """Wait until ``count`` runs reached a final state; returns them."""

@@ -11,12 +11,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from reactor.alerting.fatigue import Incident
+from reactor.api.assets import asset_routes
 from reactor.api.fast import Answer, BodyReader, IngressPath, answer_event, answer_hook
 from reactor.backfill import BackfillError, backfill_json, parse_request
 from reactor.checks import check_outcome
 from reactor.durations import parse_duration
 from reactor.errors import AdmissionError, StoreError
 from reactor.explain import explain_event, explain_pipeline
+from reactor.metrics import CONTENT_TYPE as METRICS_TYPE
 from reactor.pauses import Pause
 from reactor.redrive import RedriveError, UnknownEvent
 from reactor.redrive import parse_request as parse_redrive
@@ -187,6 +190,11 @@ def create_app(reactor: Reactor) -> FastAPI:
     async def healthz() -> JSONResponse:
         health = reactor.health()
         return JSONResponse(health, status_code=503 if health["status"] == "stopping" else 200)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus text format: every ``reactor_*`` metric (docs/metrics.md)."""
+        return Response(reactor.metrics.exposition(), media_type=METRICS_TYPE)
 
     @app.get("/api/sensors")
     async def sensors() -> list[dict[str, Any]]:
@@ -428,6 +436,16 @@ def create_app(reactor: Reactor) -> FastAPI:
         body = {"run_id": run_id, "task_id": task_id, "cancelling": True}
         return JSONResponse(body, status_code=202)
 
+    # Alert incidents (reactor/alerting): open ones, or with ?all=true closed ones too.
+
+    @app.get("/api/incidents")
+    async def incidents(
+        closed: bool = Query(False, alias="all"),
+        limit: int = Query(100, ge=1, le=MAX_RUNS_PAGE),
+    ) -> Response:
+        found = await reactor.store.incidents(include_closed=closed, limit=limit)
+        return JSONResponse({"incidents": [Incident.from_json(i).view() for i in found]})
+
     # Backfills: one run per logical time of a past range (reactor/backfill.py).
 
     @app.post("/api/backfills", status_code=201)
@@ -574,5 +592,6 @@ def create_app(reactor: Reactor) -> FastAPI:
         )
 
     app.ingress = IngressPath(reactor)
+    app.include_router(asset_routes(reactor))
     mount_ui(app, reactor)
     return app

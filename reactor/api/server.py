@@ -42,8 +42,14 @@ def _bind(host: str, port: int) -> socket.socket:
 async def serve_http(app: FastAPI, host: str, port: int, *, task_status: TaskStatus[int]) -> None:
     """Serve ``app`` until cancelled; ``task_status.started(port)`` once listening."""
     sock = _bind(host, port)
+    # log_config=None: uvicorn's lines go through the service's own handler (text or JSON).
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2
+        app,
+        log_level="warning",
+        log_config=None,
+        lifespan="off",
+        access_log=False,
+        timeout_graceful_shutdown=2,
     )
     server = _Server(config)
     task_status.started(sock.getsockname()[1])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from reactor.assets import AssetSummary, AssetUse
 from reactor.audit import AuditEntry
 from reactor.events import Event
 from reactor.pauses import Pause
@@ -153,6 +154,24 @@ BACKFILL_COLUMNS = (
     "id, pipeline, from_time, to_time, step, params, concurrency, total, status, created_at,"
     " ended_at, reason, actor"
 )
+
+#: The columns of the ``incidents`` table, in the order of :func:`incident_values`.
+INCIDENT_COLUMNS = "id, route, pipeline, kind, status, opened_at, updated_at, closed_at, state"
+
+
+def incident_values(incident: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A row of the ``incidents`` table from an incident's JSON."""
+    return (
+        incident["id"],
+        incident["route"],
+        incident["pipeline"],
+        incident["kind"],
+        "open" if incident["closed_at"] is None else "closed",
+        incident["opened_at"],
+        incident["last_at"],
+        incident["closed_at"],
+        json.dumps(incident, sort_keys=True),
+    )
 
 
 class Store(Protocol):
@@ -438,4 +457,30 @@ class Store(Protocol):
 
     async def runs_with_key_prefix(self, pipeline: str, prefix: str) -> list[RunRecord]:
         """The runs of ``pipeline`` whose run key starts with ``prefix``, oldest first."""
+        ...
+
+    # Lineage
+    async def record_assets(self, uses: Sequence[AssetUse]) -> None:
+        """Record what task attempts read and wrote (a use recorded before is kept as is)."""
+        ...
+
+    async def list_assets(self, *, limit: int) -> list[AssetSummary]:
+        """Up to ``limit`` assets in name order, each with its last write, writers, readers."""
+        ...
+
+    async def asset_history(
+        self, asset: str, *, limit: int, before: int | None = None
+    ) -> list[tuple[int, AssetUse]]:
+        """``(seq, use)`` of ``asset``'s reads and writes, newest first; ``before``: only
+        those with a ``seq`` below it (the last of the previous page)."""
+        ...
+
+    # Alert incidents
+    async def save_incidents(self, incidents: Sequence[Mapping[str, Any]]) -> None:
+        """Insert or replace each incident (``Incident.to_json()`` of reactor/alerting)."""
+        ...
+
+    async def incidents(self, *, include_closed: bool, limit: int) -> list[dict[str, Any]]:
+        """Stored incidents as saved, newest opened first; open ones only unless
+        ``include_closed``."""
         ...

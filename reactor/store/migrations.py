@@ -189,6 +189,44 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX backfills_status ON backfills (status, created_at)",
         ),
     ),
+    Migration(
+        7,
+        "alert incidents (open ones survive a restart; what was sent is not sent again)",
+        (
+            # ``state``: the incident as JSON (reactor/alerting/fatigue.py Incident).
+            """CREATE TABLE incidents (
+                id TEXT PRIMARY KEY,
+                route TEXT NOT NULL,
+                pipeline TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                status TEXT NOT NULL,
+                opened_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                closed_at TEXT,
+                state TEXT NOT NULL
+            )""",
+            "CREATE INDEX incidents_status ON incidents (status, opened_at)",
+        ),
+    ),
+    Migration(
+        8,
+        "lineage: the assets each successful task attempt read and wrote",
+        (
+            # ``direction``: read | write; one row per attempt and asset (idempotent).
+            """CREATE TABLE lineage (
+                seq {serial},
+                asset TEXT NOT NULL,
+                direction TEXT NOT NULL,
+                run_id TEXT NOT NULL,
+                task_id TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                pipeline TEXT NOT NULL,
+                at TEXT NOT NULL,
+                UNIQUE (run_id, task_id, attempt, direction, asset)
+            )""",
+            "CREATE INDEX lineage_asset ON lineage (asset, seq)",
+        ),
+    ),
 )
 
 _DIALECTS = {

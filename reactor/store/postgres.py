@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +22,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 import asyncpg
 
+from reactor.assets import (
+    ASSET_COLUMNS,
+    ASSET_GROUPS_SQL,
+    AssetSummary,
+    AssetUse,
+    last_seqs,
+    summarize,
+)
 from reactor.audit import AuditEntry
 from reactor.errors import StoreError
 from reactor.events import Event
@@ -29,11 +37,13 @@ from reactor.pauses import Pause
 from reactor.specs import run_event_source
 from reactor.store.base import (
     BACKFILL_COLUMNS,
+    INCIDENT_COLUMNS,
     Admitted,
     BackfillRow,
     OutcomeToRecord,
     StoredEvent,
     TaskEvent,
+    incident_values,
 )
 from reactor.store.migrations import LATEST, MIGRATIONS, render
 from reactor.store.records import (
@@ -982,6 +992,66 @@ class PostgresStore:
                 prefix,
             )
         return [run_from(r) for r in rows]
+
+    # Lineage
+
+    async def record_assets(self, uses: Sequence[AssetUse]) -> None:
+        rows = [use.values() for use in uses]
+        if not rows:
+            return
+        with self._failing(f"record {len(rows)} asset uses") as pool:
+            await pool.executemany(
+                f"INSERT INTO lineage ({ASSET_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7)"
+                " ON CONFLICT (run_id, task_id, attempt, direction, asset) DO NOTHING",
+                rows,
+            )
+
+    async def list_assets(self, *, limit: int) -> list[AssetSummary]:
+        with self._failing("list the assets") as pool:
+            groups = await pool.fetch(ASSET_GROUPS_SQL)
+            rows = await pool.fetch(
+                f"SELECT seq, {ASSET_COLUMNS} FROM lineage WHERE seq = ANY($1::bigint[])",
+                last_seqs(groups),
+            )
+        last = {row["seq"]: AssetUse.from_row(row) for row in rows}
+        return summarize(groups, last)[:limit]
+
+    async def asset_history(
+        self, asset: str, *, limit: int, before: int | None = None
+    ) -> list[tuple[int, AssetUse]]:
+        with self._failing(f"read the history of asset {asset}") as pool:
+            rows = await pool.fetch(
+                f"SELECT seq, {ASSET_COLUMNS} FROM lineage WHERE asset = $1"
+                " AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3",
+                asset,
+                before,
+                limit,
+            )
+        return [(row["seq"], AssetUse.from_row(row)) for row in rows]
+
+    # Alert incidents
+
+    async def save_incidents(self, incidents: Sequence[Mapping[str, Any]]) -> None:
+        rows = [incident_values(incident) for incident in incidents]
+        if not rows:
+            return
+        with self._failing(f"save {len(rows)} incidents") as pool:
+            await pool.executemany(
+                f"INSERT INTO incidents ({INCIDENT_COLUMNS})"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (id) DO UPDATE SET"
+                " status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,"
+                " closed_at = EXCLUDED.closed_at, state = EXCLUDED.state",
+                rows,
+            )
+
+    async def incidents(self, *, include_closed: bool, limit: int) -> list[dict[str, Any]]:
+        where = "" if include_closed else "WHERE status = 'open'"
+        with self._failing("read the incidents") as pool:
+            rows = await pool.fetch(
+                f"SELECT state FROM incidents {where} ORDER BY opened_at DESC, id LIMIT $1",
+                limit,
+            )
+        return [json.loads(row[0]) for row in rows]
 
 
 def _like(pattern: str) -> str:

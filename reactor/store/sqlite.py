@@ -15,11 +15,19 @@ import queue
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reactor.assets import (
+    ASSET_COLUMNS,
+    ASSET_GROUPS_SQL,
+    AssetSummary,
+    AssetUse,
+    last_seqs,
+    summarize,
+)
 from reactor.audit import AuditEntry
 from reactor.errors import StoreError
 from reactor.events import Event
@@ -28,11 +36,13 @@ from reactor.pauses import Pause
 from reactor.specs import run_event_source
 from reactor.store.base import (
     BACKFILL_COLUMNS,
+    INCIDENT_COLUMNS,
     Admitted,
     BackfillRow,
     OutcomeToRecord,
     StoredEvent,
     TaskEvent,
+    incident_values,
 )
 from reactor.store.migrations import LATEST, MIGRATIONS, render
 from reactor.store.records import (
@@ -1062,6 +1072,75 @@ class SqliteStore:
                 (pipeline, prefix, prefix),
             )
             return [run_from(r) for r in rows.fetchall()]
+
+        return await self._reader.call(op)
+
+    # Lineage
+
+    async def record_assets(self, uses: Sequence[AssetUse]) -> None:
+        rows = [use.values() for use in uses]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                f"INSERT OR IGNORE INTO lineage ({ASSET_COLUMNS}) VALUES (?,?,?,?,?,?,?)", rows
+            )
+
+        if rows:
+            await self._writer.call(op)
+
+    async def list_assets(self, *, limit: int) -> list[AssetSummary]:
+        def op(conn: sqlite3.Connection) -> list[AssetSummary]:
+            groups = conn.execute(ASSET_GROUPS_SQL).fetchall()
+            seqs = last_seqs(groups)
+            last: dict[int, AssetUse] = {}
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(
+                    f"SELECT seq, {ASSET_COLUMNS} FROM lineage WHERE seq IN ({marks})", chunk
+                ):
+                    last[row["seq"]] = AssetUse.from_row(row)
+            return summarize(groups, last)[:limit]
+
+        return await self._reader.call(op)
+
+    async def asset_history(
+        self, asset: str, *, limit: int, before: int | None = None
+    ) -> list[tuple[int, AssetUse]]:
+        sql = f"SELECT seq, {ASSET_COLUMNS} FROM lineage WHERE asset = ?"
+        args: list[Any] = [asset]
+        if before is not None:
+            sql += " AND seq < ?"
+            args.append(before)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        args.append(limit)
+
+        def op(conn: sqlite3.Connection) -> list[tuple[int, AssetUse]]:
+            rows = conn.execute(sql, args).fetchall()
+            return [(row["seq"], AssetUse.from_row(row)) for row in rows]
+
+        return await self._reader.call(op)
+
+    # Alert incidents
+
+    async def save_incidents(self, incidents: Sequence[Mapping[str, Any]]) -> None:
+        rows = [incident_values(incident) for incident in incidents]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                f"INSERT OR REPLACE INTO incidents ({INCIDENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+
+        if rows:
+            await self._writer.call(op)
+
+    async def incidents(self, *, include_closed: bool, limit: int) -> list[dict[str, Any]]:
+        where = "" if include_closed else "WHERE status = 'open'"
+        sql = f"SELECT state FROM incidents {where} ORDER BY opened_at DESC, id LIMIT ?"
+
+        def op(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [json.loads(row[0]) for row in conn.execute(sql, (limit,)).fetchall()]
 
         return await self._reader.call(op)
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from reactor.ui.actions import action_routes
+from reactor.ui.assets import asset_routes
 from reactor.ui.hub import LiveHub
 from reactor.ui.pages import page_routes
 from reactor.ui.stream import stream_routes
@@ -31,5 +32,6 @@ def mount_ui(app: FastAPI, reactor: Reactor) -> LiveHub:
     app.include_router(page_routes(reactor))
     app.include_router(action_routes(reactor))
     app.include_router(stream_routes(reactor, hub))
+    app.include_router(asset_routes(reactor))
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
     return hub

@@ -97,7 +97,8 @@ def test_limits_may_set_only_some_keys(tmp_path: Path) -> None:
 def test_an_unknown_top_level_key_lists_the_settings(tmp_path: Path) -> None:
     assert problems(tmp_path, "store: sqlite:///a.db\nstores: x\n") == [
         "pipelines/reactor.yaml:2: stores: unknown setting; reactor.yaml takes store, http,"
-        " grace, heartbeat, lease, limits, connections, pools, retention"
+        " grace, heartbeat, lease, limits, connections, pools, retention, alerts, alerting,"
+        " lineage"
     ]
 
 

@@ -295,6 +295,16 @@
     });
   }
 
+  // The asset graph: zoomed like a run's; a node opens its asset's or pipeline's page.
+  function assetsPage() {
+    const svg = $("svg.graph[data-links]");
+    if (!svg) return;
+    const hrefs = new Map($$(".node", svg).map((n) => [n.dataset.task, n.dataset.href]));
+    graph(svg, (id) => {
+      if (hrefs.has(id)) window.location.href = hrefs.get(id);
+    });
+  }
+
   // The events page: rows arrive as they are decided, newest on top.
   function eventsPage() {
     const body = $("#events-body[data-stream]");
@@ -326,7 +336,7 @@
     return e.ctrlKey || e.metaKey || e.altKey || t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName);
   }
   function keyboard() {
-    const pages = { p: "/", r: "/runs", e: "/events", s: "/sensors" };
+    const pages = { p: "/", r: "/runs", e: "/events", s: "/sensors", a: "/assets" };
     let pending = false;
     let cursor = -1;
     document.addEventListener("keydown", (e) => {
@@ -372,6 +382,7 @@
     keyboard();
     liveLists();
     runPage();
+    assetsPage();
     eventsPage();
   });
 })();

@@ -1,0 +1,1 @@
+"""Alerts without fatigue: specs, the pure fatigue policy, anomalies, delivery, the alerter."""
