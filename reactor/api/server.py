@@ -57,4 +57,11 @@ async def serve_http(app: FastAPI, host: str, port: int, *, task_status: TaskSta
         await server.serve(sockets=[sock])
     finally:
         server.should_exit = True
+        # Cancelled, uvicorn never closes its asyncio servers: close them first, so the
+        # event loop stops watching the socket before it is closed. Closed under it, the
+        # loop kept a stale entry for the descriptor, and the next server given the same
+        # descriptor (a second service in this process) was never watched: it accepted
+        # nothing.
+        for listening in getattr(server, "servers", ()):
+            listening.close()
         sock.close()

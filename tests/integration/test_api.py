@@ -86,6 +86,15 @@ def is_iso_with_offset(text: str | None) -> bool:
     return datetime.fromisoformat(text).utcoffset() is not None
 
 
+async def test_a_second_service_in_the_same_process_answers(api) -> None:
+    # The first service's listening socket was closed under the event loop, which then
+    # never watched the next socket given the same descriptor: the second API hung.
+    for _ in range(3):
+        async with api() as (_reactor, client):
+            health = await client.get("/healthz", timeout=5)
+            assert health.status_code == 200
+
+
 async def test_health_and_pipelines(api) -> None:
     async with api() as (_reactor, client):
         health = await client.get("/healthz")
