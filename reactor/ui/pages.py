@@ -15,7 +15,7 @@ from reactor.store.base import StoredEvent
 from reactor.store.records import RunRecord
 from reactor.ui.forms import fields_for
 from reactor.ui.render import render
-from reactor.ui.run_view import run_view, task_view
+from reactor.ui.run_view import RunView, run_view, task_view
 
 if TYPE_CHECKING:
     from reactor.pipelines import Pipeline
@@ -177,26 +177,29 @@ def page_routes(reactor: Reactor) -> APIRouter:
     async def load_run(run_id: str) -> RunRecord | None:
         return await reactor.store.get_run(run_id)
 
+    async def load_view(
+        run_id: str, *, attempts: bool = True, all_rows: bool = False
+    ) -> RunView | None:
+        run = await load_run(run_id)
+        if run is None:
+            return None
+        pipeline = await reactor.pipeline_of(run)
+        records = await reactor.store.task_runs(run_id)
+        tried = await reactor.store.attempts(run_id) if attempts else []
+        now = reactor.clock.now()
+        return run_view(run, pipeline, records, tried, now, all_rows=all_rows)
+
     @router.get("/runs/{run_id}")
     async def run_page(run_id: str, task: str | None = None) -> Response:
-        run = await load_run(run_id)
-        if run is None:
+        view = await load_view(run_id)
+        if view is None:
             return not_found(f"run {run_id!r}")
-        pipeline = await reactor.pipeline_of(run)
-        records = await reactor.store.task_runs(run_id)
-        attempts = await reactor.store.attempts(run_id)
-        view = run_view(run, pipeline, records, attempts, reactor.clock.now())
         return html(render("run.html", view=view, open_task=task, nav="runs"))
 
-    async def run_part(run_id: str, template: str, *, all_rows: bool) -> Response:
-        run = await load_run(run_id)
-        if run is None:
+    async def run_part(run_id: str, template: str, **how: bool) -> Response:
+        view = await load_view(run_id, **how)
+        if view is None:
             return not_found(f"run {run_id!r}")
-        pipeline = await reactor.pipeline_of(run)
-        records = await reactor.store.task_runs(run_id)
-        attempts = await reactor.store.attempts(run_id)
-        now = reactor.clock.now()
-        view = run_view(run, pipeline, records, attempts, now, all_rows=all_rows)
         return html(render(template, view=view))
 
     @router.get("/runs/{run_id}/timeline")
@@ -209,13 +212,7 @@ def page_routes(reactor: Reactor) -> APIRouter:
 
     @router.get("/runs/{run_id}/header")
     async def run_header(run_id: str) -> Response:
-        run = await load_run(run_id)
-        if run is None:
-            return not_found(f"run {run_id!r}")
-        pipeline = await reactor.pipeline_of(run)
-        records = await reactor.store.task_runs(run_id)
-        view = run_view(run, pipeline, records, [], reactor.clock.now())
-        return html(render("run_header.html", view=view))
+        return await run_part(run_id, "run_header.html", attempts=False)
 
     @router.get("/runs/{run_id}/tasks/{task_id}")
     async def task_panel(run_id: str, task_id: str, request: Request) -> Response:

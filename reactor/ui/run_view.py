@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from reactor.dag import FINAL_TASK_STATES
@@ -68,7 +69,6 @@ class RunView:
     run: RunRecord
     pipeline: Pipeline | None
     tasks: list[TaskRow]
-    layout: Layout
     timeline: list[tuple[str, list[Bar]]]
     span: tuple[datetime | None, datetime | None]
     now: datetime
@@ -80,6 +80,13 @@ class RunView:
     @property
     def unlisted(self) -> int:
         return len(self.tasks) - len(self.listed)
+
+    @cached_property
+    def layout(self) -> Layout:
+        """The graph's layout, made only for the pages that draw it (the header, the
+        timeline and the table are refreshed often and need none)."""
+        edges = [(need, row.id) for row in self.tasks for need in row.needs]
+        return layered([row.id for row in self.tasks], edges)
 
     @property
     def final(self) -> bool:
@@ -157,15 +164,13 @@ def run_view(
 ) -> RunView:
     """The run page's content; ``all_rows``: list every task even in a big run."""
     rows = _rows(pipeline, records)
-    edges = [(need, row.id) for row in rows for need in row.needs]
-    layout = layered([row.id for row in rows], edges)
     listed = rows
     if not all_rows and len(rows) > ROWS_AT_ONCE:
         listed = [r for i, r in enumerate(rows) if i < ROWS_FIRST or r.status in NOTABLE]
     timeline, span = _timeline(listed, attempts, run, now)
     counts = Counter(row.status for row in rows)
     return RunView(
-        run, pipeline, rows, layout, timeline, span, now, counts, listed, len(listed) == len(rows)
+        run, pipeline, rows, timeline, span, now, counts, listed, len(listed) == len(rows)
     )
 
 
