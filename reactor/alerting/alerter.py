@@ -156,7 +156,7 @@ class Alerter:
         return False
 
     def run_changed(self, run: RunRecord) -> None:
-        if not self._ready(lambda: self.run_changed(run)):
+        if not self._running and not self._ready(lambda: self.run_changed(run)):
             return
         self._refresh_routes()
         if run.status == "running":
@@ -211,7 +211,7 @@ class Alerter:
     # EventObserver
 
     def event_decided(self, event: Event, outcome: list[dict[str, Any]]) -> None:
-        if not self._ready(lambda: self.event_decided(event, outcome)):
+        if not self._running and not self._ready(lambda: self.event_decided(event, outcome)):
             return
         self._refresh_routes()
         now = self.reactor.clock.now()
