@@ -24,7 +24,7 @@ import anyio.to_thread
 from pydantic import Field, field_validator
 
 from connectors.notebook_worker import NEEDS_EXTRA
-from connectors.process import exit_reason, start_group, supervise
+from connectors.process import child_report, start_group, supervise
 from reactor.actions import TaskRequest
 from reactor.errors import ActionError, ExpressionError
 from reactor.expressions import CompiledValue, Template
@@ -193,13 +193,7 @@ class NotebookAction:
                 await anyio.to_thread.run_sync(_kill_marked, marker)
                 if await anyio.Path(output).is_file():
                     request.log("system", f"executed notebook: {output}")
-        report = await _read_report(report_file) if code == 0 else None
-        if report is None:
-            reason = f"papermill's process ended without a result ({exit_reason(code)})"
-            tail = "; ".join(stderr)
-            raise ActionError(
-                f"{reason}: {tail}" if tail else reason, exit_code=code if code > 0 else None
-            )
+        report = await child_report(report_file, code, stderr, "papermill")
         if "outputs" in report:
             return report["outputs"]
         if "raised" in report:
@@ -209,14 +203,3 @@ class NotebookAction:
                 exceptions=(raised["ename"],),
             )
         raise ActionError(report["failed"])
-
-
-async def _read_report(path: Path) -> dict[str, Any] | None:
-    text = await anyio.Path(path).read_text(encoding="utf-8")
-    if not text:
-        return None
-    try:
-        report: dict[str, Any] = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return report

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 from reactor.actions import LogStream, TaskRequest
+from reactor.errors import ActionError
 
-__all__ = ["exit_reason", "kill_group", "pump_lines", "start_group", "supervise"]
+__all__ = [
+    "child_report",
+    "exit_reason",
+    "kill_group",
+    "pump_lines",
+    "start_group",
+    "supervise",
+]
 
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -27,6 +37,25 @@ def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
 def exit_reason(code: int) -> str:
     """``exit code N``, or ``killed by signal N`` for the negative codes of a signal."""
     return f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
+
+
+async def child_report(path: Path, code: int, stderr: Iterable[str], who: str) -> dict[str, Any]:
+    """The JSON report a worker child wrote to ``path`` before exiting 0; a child that ended
+    otherwise, or left no whole report, fails the attempt with how it ended and its
+    stderr's last lines (``who`` names it: "the function", "papermill")."""
+    report: dict[str, Any] | None = None
+    if code == 0:
+        text = await anyio.Path(path).read_text(encoding="utf-8")
+        # Empty or cut off (os._exit in a thread while it was written): no result.
+        with contextlib.suppress(json.JSONDecodeError):
+            report = json.loads(text) if text else None
+    if report is None:
+        reason = f"{who}'s process ended without a result ({exit_reason(code)})"
+        tail = "; ".join(stderr)
+        raise ActionError(
+            f"{reason}: {tail}" if tail else reason, exit_code=code if code > 0 else None
+        )
+    return report
 
 
 async def start_group(

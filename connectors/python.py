@@ -24,7 +24,7 @@ import anyio.to_thread
 from pydantic import Field
 
 from connectors.output import captured_output
-from connectors.process import exit_reason, start_group, supervise
+from connectors.process import child_report, start_group, supervise
 from connectors.python_worker import FunctionNotFound, OutputNotJSON, load_function, to_json_value
 from reactor.actions import TaskRequest
 from reactor.errors import ActionError, ExpressionError, exception_names
@@ -166,13 +166,7 @@ class PythonAction:
         code = await supervise(
             process, request, grace=_KILL_GRACE, stdout=stdout, stderr=stderr, stdin=call
         )
-        report = await _read_report(report_file) if code == 0 else None
-        if report is None:
-            reason = f"the function's process ended without a result ({exit_reason(code)})"
-            tail = "; ".join(stderr)
-            raise ActionError(
-                f"{reason}: {tail}" if tail else reason, exit_code=code if code > 0 else None
-            )
+        report = await child_report(report_file, code, stderr, "the function")
         if "output" in report:
             return report["output"]
         if "raised" in report:
@@ -190,15 +184,3 @@ async def _venv_python(venv: Path) -> str:
     if not await python.is_file():
         raise ActionError(f"venv {venv} has no bin/python")
     return str(python)
-
-
-async def _read_report(path: Path) -> dict[str, Any] | None:
-    text = await anyio.Path(path).read_text(encoding="utf-8")
-    if not text:
-        return None
-    try:
-        report: dict[str, Any] = json.loads(text)
-    except json.JSONDecodeError:
-        # Cut off by something the function started (os._exit in a thread) while writing.
-        return None
-    return report
