@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -73,6 +75,13 @@ class Recorder:
                 f" changes: {self.changes}"
             ) from None
         return self.finished()
+
+
+def imported(module: str, attribute: str) -> Any:
+    """``module.attribute`` once a task's module has been imported far enough to have it,
+    else ``None``: a module is in ``sys.modules`` while it is still being imported (in the
+    task's thread), before its globals exist."""
+    return getattr(sys.modules.get(module), attribute, None)
 
 
 def processes_of(run_id: str) -> list[int]:

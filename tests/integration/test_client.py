@@ -18,7 +18,7 @@ import anyio.abc
 import anyio.to_thread
 import httpx
 import pytest
-from helpers import wait_for
+from helpers import imported, wait_for
 
 from reactor import AsyncClient, Client, ClientError, Published
 from reactor.store import Store
@@ -137,7 +137,9 @@ async def test_run_wait_run_get_run_and_the_runs_listing(served) -> None:
             with pytest.raises(ClientError) as still:
                 await in_thread(client.wait_run, held["id"], timeout=0.1, interval=0.02)
             # Python tasks import their module when they first run.
-            await wait_for(lambda: steps in sys.modules, message="the held task to start")
+            await wait_for(
+                lambda: imported(steps, "GATE") is not None, message="the held task to start"
+            )
             sys.modules[steps].GATE.set()
             released = await in_thread(client.wait_run, held["id"], timeout=10)
             detail = await in_thread(client.get_run, started["id"])

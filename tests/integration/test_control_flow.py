@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import processes_of, wait_for
+from helpers import imported, processes_of, wait_for
 
 from reactor.clock import FakeClock
 from reactor.pipelines import load_folder
@@ -1195,9 +1195,7 @@ async def test_a_pool_of_one_slot_runs_one_task_at_a_time_across_pipelines(
 
         # One task holds the only slot; the other two wait for it, listed under the pool.
         await wait_for(
-            # The module is in sys.modules while it is still being imported: wait for its
-            # state to exist.
-            lambda: hasattr(sys.modules.get(mod), "pool") and len(warehouse()["waiting"]) == 2,
+            lambda: imported(mod, "pool") is not None and len(warehouse()["waiting"]) == 2,
             message="two tasks to wait for the warehouse pool",
         )
         steps = module(mod)
@@ -1264,8 +1262,7 @@ async def test_a_task_waiting_for_a_pool_slot_is_reported_pending(
         # The holder has its slot before its module is imported: wait for both.
         await wait_for(
             lambda: (
-                mod in sys.modules
-                and bool(module(mod).pool["holders"])
+                bool((imported(mod, "pool") or {}).get("holders"))
                 and any(p["waiting"] for p in reactor.pools.describe())
             ),
             message="one task to hold the pool and the other to wait for it",

@@ -6,7 +6,7 @@ import sys
 
 import httpx
 import pytest
-from helpers import wait_for
+from helpers import imported, wait_for
 
 from reactor.pipelines import load_folder
 from reactor.store import Store
@@ -44,7 +44,7 @@ tasks:
 
 def started(module: str, name: str) -> bool:
     """Whether the task module's ``hold(name)`` is waiting (the module is imported by then)."""
-    return module in sys.modules and name in sys.modules[module].gate
+    return name in (imported(module, "gate") or ())
 
 
 def parent(body: str) -> str:
